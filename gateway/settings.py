@@ -1,0 +1,117 @@
+"""One typed settings object, read from ``TRYON_*`` environment variables.
+
+Every default works for the embedded mode (``tryon-gateway dev`` overrides the
+service URLs with the ports of its own children). Every window, deadline,
+timeout and backoff is a setting so tests run the real logic fast. The full
+list, with meanings, is ``docs/configuration.md``; ``tests/gateway/test_settings.py``
+keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+ENV_PREFIX = "TRYON_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """A ``TRYON_*`` variable holds a value of the wrong type."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    # services
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/tryon"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    s3_endpoint: str = "http://127.0.0.1:8333"
+    s3_public_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key: str = "tryon"
+    s3_secret_key: str = "tryon-secret"
+    s3_bucket: str = "tryon"
+
+    # operation
+    admin_token: str = ""
+    engine: str = ""
+    host_dialects: tuple[str, ...] = ()
+    log_level: str = "info"
+
+    # FitInView behaviour
+    sync_wait_seconds: float = 90.0
+    rate_limit_per_min: int = 20
+    read_rate_limit_per_min: int = 300
+    rate_limit_window_seconds: int = 60
+    idempotency_ttl_seconds: int = 86_400
+    idempotency_lock_seconds: int = 120
+
+    # inputs and outbound calls
+    outbound_allow_http: bool = False
+    outbound_allow_hosts: tuple[str, ...] = ()
+    max_image_bytes: int = 15_000_000
+    max_image_pixels: int = 40_000_000
+    max_body_bytes: int = 90_000_000
+    fetch_timeout_seconds: float = 10.0
+    fetch_max_redirects: int = 3
+
+    # storage
+    presign_ttl_seconds: int = 86_400
+    retention_days: int = 7
+
+    # engine
+    job_deadline_seconds: int = 600
+    requeue_after_seconds: int = 30
+    sweep_interval_seconds: float = 15.0
+    job_max_retries: int = 3
+    job_retry_min_backoff_ms: int = 1_000
+    job_retry_max_backoff_ms: int = 30_000
+    refund_on: tuple[str, ...] = (
+        "no_image",
+        "quality_check_failed",
+        "model_unavailable",
+        "storage_failed",
+        "internal_error",
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``TRYON_*`` variables, then apply keyword overrides."""
+        env = os.environ if environ is None else environ
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for name in cls.__struct_fields__:
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw is not None:
+                values[name] = _parse(name, raw, hints[name])
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def documented_variables(cls) -> list[str]:
+        return [ENV_PREFIX + name.upper() for name in cls.__struct_fields__]
+
+    def replace(self, **changes: Any) -> Settings:
+        return msgspec.structs.replace(self, **changes)
+
+
+def _parse(name: str, raw: str, hint: Any) -> Any:
+    variable = ENV_PREFIX + name.upper()
+    if hint is bool:
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise SettingsError(f"{variable} must be one of 1/true/yes or 0/false/no, not {raw!r}")
+    if typing.get_origin(hint) is tuple or isinstance(hint, types.GenericAlias):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    try:
+        return msgspec.convert(raw.strip(), hint, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"{variable}: {exc}") from None
