@@ -1,0 +1,106 @@
+"""S3 object storage through the ``minio`` client, with presigned download links.
+
+The minio client is synchronous; every call runs in a worker thread so the event
+loop never blocks on S3. Links are signed by a second client pointed at
+``TRYON_S3_PUBLIC_URL`` when that is set (a CDN or public hostname in front of
+the bucket), with the region given so signing needs no round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+from minio import Minio
+from minio.error import MinioException, S3Error
+from urllib3.exceptions import HTTPError
+
+from storage.errors import StorageError
+
+T = TypeVar("T")
+
+
+class StorageConfig(msgspec.Struct, frozen=True, kw_only=True):
+    endpoint: str
+    access_key: str
+    secret_key: str
+    bucket: str
+    region: str = "us-east-1"
+    public_url: str = ""
+
+
+def _client(url: str, config: StorageConfig) -> Minio:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"S3 endpoint must be an http(s) URL, not {url!r}")
+    return Minio(
+        parts.netloc,
+        access_key=config.access_key,
+        secret_key=config.secret_key,
+        secure=parts.scheme == "https",
+        region=config.region,
+    )
+
+
+class ObjectStore:
+    def __init__(self, config: StorageConfig) -> None:
+        self.config = config
+        self.bucket = config.bucket
+        self._client = _client(config.endpoint, config)
+        self._signer = _client(config.public_url, config) if config.public_url else self._client
+
+    async def ensure_bucket(self) -> None:
+        def create() -> None:
+            if not self._client.bucket_exists(self.bucket):
+                try:
+                    self._client.make_bucket(self.bucket)
+                except S3Error as exc:
+                    if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise
+
+        await self._run(create)
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        await self._run(
+            lambda: self._client.put_object(
+                self.bucket, key, io.BytesIO(data), len(data), content_type=content_type
+            )
+        )
+
+    async def get(self, key: str) -> bytes:
+        def read() -> bytes:
+            response = self._client.get_object(self.bucket, key)
+            try:
+                return bytes(response.read())
+            finally:
+                response.close()
+                response.release_conn()
+
+        return await self._run(read)
+
+    async def delete(self, key: str) -> None:
+        await self._run(lambda: self._client.remove_object(self.bucket, key))
+
+    def presigned_url(self, key: str, ttl_seconds: int) -> str:
+        """A GET link valid for ``ttl_seconds`` (signing is local: no network call)."""
+        try:
+            return str(
+                self._signer.presigned_get_object(self.bucket, key, expires=timedelta(seconds=ttl_seconds))
+            )
+        except (MinioException, ValueError) as exc:
+            raise StorageError(f"could not sign {key}: {exc}") from exc
+
+    async def ping(self) -> None:
+        await self._run(lambda: self._client.bucket_exists(self.bucket))
+
+    @staticmethod
+    async def _run(call: Callable[[], T]) -> T:
+        try:
+            return await asyncio.to_thread(call)
+        except (MinioException, HTTPError, OSError) as exc:
+            raise StorageError(str(exc) or type(exc).__name__) from exc
