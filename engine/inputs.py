@@ -1,0 +1,244 @@
+"""Turning request image fields (base64 or URL) into validated images.
+
+Every image a job uses passes through here, so bad input ends as a clear
+:class:`~engine.errors.ImageRejected` (a 400 in both dialects) and never as a
+crash or as a decompression bomb in a worker.
+
+Message format: ``"{word}: {field}"``, optionally followed by ``" — {detail}"``,
+where ``word`` is one of the contract's words (``invalid URL``, ``image fetch
+failed``, ``image too large``, ``unsupported image format``) or ``invalid base64
+image``; for example ``"image fetch failed: person_url — HTTP 404"``. The
+error's ``field`` attribute names the field as well, so routers need not parse
+the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+from io import BytesIO
+from typing import Literal
+
+import aiohttp
+import msgspec
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from engine.errors import ImageRejected, InvalidRequest
+from engine.outbound import FetchFailed, OutboundPolicy, OutboundRefused, TooLarge, fetch_bytes
+
+__all__ = [
+    "ImageLimits",
+    "InputImage",
+    "decode_base64",
+    "load_image_from_base64",
+    "load_image_from_url",
+    "validate_image",
+]
+
+ImageFormat = Literal["jpeg", "png", "webp"]
+
+INVALID_URL = "invalid URL"
+FETCH_FAILED = "image fetch failed"
+TOO_LARGE = "image too large"
+UNSUPPORTED_FORMAT = "unsupported image format"
+INVALID_BASE64 = "invalid base64 image"
+
+# Pillow format names we accept, mapped to ours. MPO is how Pillow reports a
+# JPEG that carries extra pictures (many phone cameras); it is still a JPEG.
+_FORMATS: dict[str, ImageFormat] = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp"}
+_CONTENT_TYPES: dict[ImageFormat, str] = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+_PILLOW_OPEN_FORMATS = ["JPEG", "PNG", "WEBP"]
+
+# EXIF tag 0x0112; values 2-8 mean the stored pixels must be flipped/rotated.
+_EXIF_ORIENTATION = 0x0112
+_PNG_MODES = frozenset({"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"})
+
+_DATA_URL_PREFIX = re.compile(r"^data:[^,]*?;base64,", re.IGNORECASE)
+_WHITESPACE = re.compile(r"\s+")
+# Below this size validation is quick enough to run on the event loop.
+_THREAD_THRESHOLD = 256 * 1024
+
+
+class InputImage(msgspec.Struct, frozen=True):
+    """A validated input image.
+
+    ``data`` is what to store and send on: the original bytes, or a PNG
+    re-encoding when an EXIF orientation had to be applied (backends and
+    browsers disagree on honouring EXIF, so we bake it into the pixels).
+    ``width``/``height`` describe ``data`` as displayed.
+    """
+
+    data: bytes
+    format: ImageFormat
+    content_type: str
+    width: int
+    height: int
+
+
+class ImageLimits(msgspec.Struct, frozen=True):
+    """Size limits for one input image; built from the ``TRYON_*`` settings."""
+
+    max_bytes: int = 15 * 1024 * 1024
+    max_pixels: int = 40_000_000
+
+
+def _message(word: str, field: str, detail: str | None = None) -> str:
+    return f"{word}: {field}" if not detail else f"{word}: {field} — {detail}"
+
+
+def _rejected(word: str, field: str, detail: str | None = None) -> ImageRejected:
+    return ImageRejected(_message(word, field, detail), field=field)
+
+
+def decode_base64(value: str, field: str) -> bytes:
+    """Decode a base64 image field.
+
+    The contract asks for raw base64 but clients often send a data URL or
+    wrapped lines, so a ``data:...;base64,`` prefix and whitespace are
+    tolerated. URL-safe alphabet and missing padding are tolerated too, since
+    the intent is unambiguous.
+
+    Raises :class:`InvalidRequest` for an empty value and
+    :class:`ImageRejected` (``invalid base64 image``) for anything undecodable.
+    """
+    text = _DATA_URL_PREFIX.sub("", value.strip(), count=1)
+    text = _WHITESPACE.sub("", text)
+    if not text:
+        raise InvalidRequest(f"empty image: {field}", field=field)
+    if "-" in text or "_" in text:
+        text = text.replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise _rejected(INVALID_BASE64, field) from None
+    if not data:
+        raise InvalidRequest(f"empty image: {field}", field=field)
+    return data
+
+
+def validate_image(data: bytes, field: str, limits: ImageLimits) -> InputImage:
+    """Check that ``data`` is a usable JPEG, PNG or WebP within ``limits``.
+
+    The pixel count is checked from the header, before any pixel data is
+    decompressed, so a small file declaring a huge canvas costs nothing.
+    Pillow's own bomb check fires even earlier for truly huge declarations;
+    that is reported the same way. Then the image is fully decoded once, to
+    catch truncated or corrupt files here rather than in a worker, and an EXIF
+    orientation is applied.
+
+    Raises :class:`ImageRejected` (``image too large`` or ``unsupported image
+    format``).
+    """
+    if len(data) > limits.max_bytes:
+        raise _rejected(TOO_LARGE, field, f"over {limits.max_bytes} bytes")
+    try:
+        image = Image.open(BytesIO(data), formats=_PILLOW_OPEN_FORMATS)
+    except Image.DecompressionBombError:
+        raise _rejected(TOO_LARGE, field, f"over {limits.max_pixels} pixels") from None
+    except UnidentifiedImageError:
+        raise _rejected(UNSUPPORTED_FORMAT, field, "expected JPEG, PNG or WebP") from None
+    except Exception:
+        # A header Pillow recognised but could not parse.
+        raise _rejected(UNSUPPORTED_FORMAT, field, "could not read the image") from None
+    with image:
+        image_format = _FORMATS.get(image.format or "")
+        if image_format is None:
+            raise _rejected(UNSUPPORTED_FORMAT, field, "expected JPEG, PNG or WebP")
+        width, height = image.size
+        if width <= 0 or height <= 0:
+            raise _rejected(UNSUPPORTED_FORMAT, field, "image has no pixels")
+        if width * height > limits.max_pixels:
+            raise _rejected(TOO_LARGE, field, f"over {limits.max_pixels} pixels")
+        try:
+            image.load()
+        except Image.DecompressionBombError:
+            raise _rejected(TOO_LARGE, field, f"over {limits.max_pixels} pixels") from None
+        except Exception:
+            raise _rejected(UNSUPPORTED_FORMAT, field, "image data is truncated or corrupt") from None
+        return _apply_orientation(image, data, image_format, field)
+
+
+def _exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation, or 1 (as stored) if there is none or it is unreadable."""
+    try:
+        value = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def _apply_orientation(image: Image.Image, data: bytes, image_format: ImageFormat, field: str) -> InputImage:
+    """Return the image as displayed: the original bytes, or a rotated PNG."""
+    orientation = _exif_orientation(image)
+    if orientation not in range(2, 9):
+        return InputImage(
+            data=data,
+            format=image_format,
+            content_type=_CONTENT_TYPES[image_format],
+            width=image.width,
+            height=image.height,
+        )
+    try:
+        upright = ImageOps.exif_transpose(image)
+        if upright.mode not in _PNG_MODES:
+            upright = upright.convert("RGBA" if "A" in upright.getbands() else "RGB")
+        buffer = BytesIO()
+        icc_profile = image.info.get("icc_profile")
+        if icc_profile:
+            upright.save(buffer, format="PNG", icc_profile=icc_profile)
+        else:
+            upright.save(buffer, format="PNG")
+    except Exception:
+        raise _rejected(UNSUPPORTED_FORMAT, field, "could not apply the EXIF orientation") from None
+    return InputImage(
+        data=buffer.getvalue(),
+        format="png",
+        content_type=_CONTENT_TYPES["png"],
+        width=upright.width,
+        height=upright.height,
+    )
+
+
+async def _validate(data: bytes, field: str, limits: ImageLimits) -> InputImage:
+    """Validate off the event loop when decoding could take a while."""
+    if len(data) < _THREAD_THRESHOLD:
+        return validate_image(data, field, limits)
+    return await asyncio.to_thread(validate_image, data, field, limits)
+
+
+async def load_image_from_base64(value: str, field: str, limits: ImageLimits) -> InputImage:
+    """Decode and validate a base64 image field (see :func:`decode_base64`)."""
+    if len(value) > limits.max_bytes * 3 // 2 + 4096:
+        # Too big even allowing for base64's 4/3 and line breaks; spare the decoding.
+        raise _rejected(TOO_LARGE, field, f"over {limits.max_bytes} bytes")
+    data = decode_base64(value, field)
+    return await _validate(data, field, limits)
+
+
+async def load_image_from_url(
+    session: aiohttp.ClientSession,
+    url: str,
+    field: str,
+    policy: OutboundPolicy,
+    limits: ImageLimits,
+) -> InputImage:
+    """Fetch an image URL through the outbound guard and validate it.
+
+    ``session`` must come from :func:`engine.outbound.make_session`. The fetch
+    stops at the smaller of the policy's and the limits' byte caps.
+    """
+    fetch_policy = policy
+    if limits.max_bytes < policy.max_bytes:
+        fetch_policy = msgspec.structs.replace(policy, max_bytes=limits.max_bytes)
+    try:
+        data = await fetch_bytes(session, url, fetch_policy)
+    except OutboundRefused as exc:
+        raise _rejected(INVALID_URL, field, exc.reason) from None
+    except TooLarge as exc:
+        raise _rejected(TOO_LARGE, field, exc.reason) from None
+    except FetchFailed as exc:
+        raise _rejected(FETCH_FAILED, field, exc.reason) from None
+    return await _validate(data, field, limits)
