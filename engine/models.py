@@ -1,0 +1,130 @@
+"""The internal job model that every dialect translates to and from."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+import msgspec
+
+from engine.backends.base import OutputFormat
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+
+class Stage(StrEnum):
+    """Where a job really is; FtmvAI's progress and ETA are derived from it."""
+
+    ACCEPTED = "accepted"
+    STARTED = "started"
+    INPUTS_LOADED = "inputs_loaded"
+    MODEL_CALLED = "model_called"
+    RESULT_STORED = "result_stored"
+    DONE = "done"
+
+
+STAGE_PROGRESS: dict[Stage, int] = {
+    Stage.ACCEPTED: 0,
+    Stage.STARTED: 5,
+    Stage.INPUTS_LOADED: 15,
+    Stage.MODEL_CALLED: 30,
+    Stage.RESULT_STORED: 95,
+    Stage.DONE: 100,
+}
+
+
+class ImageSource(msgspec.Struct, frozen=True, kw_only=True):
+    """One input image as the caller gave it: base64 text or a URL to fetch."""
+
+    field: str
+    base64: str | None = None
+    url: str | None = None
+
+
+class TryonOptions(msgspec.Struct, frozen=True, kw_only=True):
+    size_label: str
+    """The dialect's own size word (FitInView ``1K``/``2K``/``4K``), kept for display."""
+    longest_side: int
+    output_format: OutputFormat = "png"
+    prompt: str | None = None
+    style_hint: str | None = None
+    negative_prompt: str | None = None
+
+
+class TryonCommand(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated try-on request, ready for the engine."""
+
+    person: ImageSource
+    garments: tuple[ImageSource, ...]
+    options: TryonOptions
+    price_name: str
+    metadata: dict[str, Any] | None = None
+    seed: int | None = None
+    webhook_url: str | None = None
+
+
+class IdempotencyKey(msgspec.Struct, frozen=True, kw_only=True):
+    key: str
+    fingerprint: str
+    """A hash of the request as parsed: the same JSON after parsing hashes the same."""
+
+
+class StoredImage(msgspec.Struct, frozen=True, kw_only=True):
+    key: str
+    role: Literal["person", "garment", "result", "product"]
+    content_type: str
+    width: int
+    height: int
+
+
+class JobView(msgspec.Struct, frozen=True, kw_only=True):
+    """A job as the dialects see it, with result links already signed."""
+
+    id: int
+    public_id: str
+    account_id: int
+    api_key_id: int
+    dialect: str
+    kind: str
+    mode: str
+    backend: str
+    status: JobStatus
+    stage: Stage
+    progress: int
+    params: dict[str, Any]
+    inputs: list[StoredImage]
+    results: list[StoredImage]
+    error_code: str | None
+    error_message: str | None
+    cost_credits: int
+    credits_refunded: int
+    metadata: dict[str, Any] | None
+    seed: int | None
+    webhook_url: str | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration_ms: int | None
+    result_urls: list[str] = []
+    input_urls: list[str] = []
+
+
+class Submission(msgspec.Struct, frozen=True, kw_only=True):
+    job: JobView
+    credits_remaining: int
+    replayed: bool = False
+
+
+class JobPage(msgspec.Struct, frozen=True, kw_only=True):
+    jobs: list[JobView]
+    next_cursor: str | None

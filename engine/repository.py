@@ -1,0 +1,245 @@
+"""Every query on jobs and remembered Idempotency-Keys.
+
+Status transitions are conditional UPDATEs (``WHERE status = …``): the database,
+not the caller, decides whether a transition still applies, so concurrent
+workers, sweepers and redelivered messages cannot double-run or rewind a job.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from engine.models import JobStatus, Stage, StoredImage
+from ledger.database import Database
+
+
+class JobRow(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    public_id: str
+    account: int
+    api_key: int
+    dialect: str
+    kind: str
+    mode: str
+    backend: str
+    status: JobStatus
+    stage: Stage
+    progress: int
+    params: dict[str, Any]
+    inputs: list[StoredImage]
+    results: list[StoredImage]
+    error_code: str | None
+    error_message: str | None
+    cost_credits: int
+    credits_refunded: int
+    metadata: dict[str, Any] | None
+    seed: int | None
+    webhook_url: str | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    deadline_at: datetime | None
+    duration_ms: int | None
+
+
+_JSON_COLUMNS = ("params", "inputs", "results", "metadata")
+
+
+def _row(record: dict[str, Any]) -> JobRow:
+    data = dict(record)
+    for column in _JSON_COLUMNS:
+        if isinstance(data[column], str):
+            data[column] = json.loads(data[column])
+    return msgspec.convert(data, JobRow)
+
+
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+class JobRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def insert(
+        self,
+        *,
+        public_id: str,
+        account_id: int,
+        api_key_id: int,
+        dialect: str,
+        kind: str,
+        mode: str,
+        backend: str,
+        params: dict[str, Any],
+        inputs: list[StoredImage],
+        cost_credits: int,
+        metadata: dict[str, Any] | None,
+        seed: int | None,
+        webhook_url: str | None,
+    ) -> JobRow:
+        record = await self.db.fetchrow(
+            """INSERT INTO jobs (public_id, account, api_key, dialect, kind, mode, backend, params, inputs,
+                                 cost_credits, metadata, seed, webhook_url)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10, $11::jsonb, $12, $13)
+               RETURNING *""",
+            public_id,
+            account_id,
+            api_key_id,
+            dialect,
+            kind,
+            mode,
+            backend,
+            _json(params),
+            _json(inputs),
+            cost_credits,
+            None if metadata is None else _json(metadata),
+            seed,
+            webhook_url,
+        )
+        assert record is not None
+        return _row(record)
+
+    async def get(self, job_id: int) -> JobRow | None:
+        record = await self.db.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
+        return None if record is None else _row(record)
+
+    async def by_public_id(self, public_id: str) -> JobRow | None:
+        record = await self.db.fetchrow("SELECT * FROM jobs WHERE public_id = $1", public_id)
+        return None if record is None else _row(record)
+
+    async def page_for_key(self, api_key_id: int, *, before_id: int | None, limit: int) -> list[JobRow]:
+        records = await self.db.fetch(
+            """SELECT * FROM jobs WHERE api_key = $1 AND ($2::bigint IS NULL OR id < $2)
+               ORDER BY id DESC LIMIT $3""",
+            api_key_id,
+            before_id,
+            limit,
+        )
+        return [_row(record) for record in records]
+
+    async def count_for_key(self, api_key_id: int) -> int:
+        record = await self.db.fetchrow("SELECT count(*) AS n FROM jobs WHERE api_key = $1", api_key_id)
+        assert record is not None
+        return int(record["n"])
+
+    # transitions --------------------------------------------------------------
+    async def claim(self, job_id: int, *, deadline_seconds: float) -> JobRow | None:
+        """queued → running, once. None if the job is not queued any more."""
+        record = await self.db.fetchrow(
+            """UPDATE jobs SET status = 'running', stage = $2, progress = $3, started_at = now(),
+                               attempts = attempts + 1,
+                               deadline_at = now() + make_interval(secs => $4)
+               WHERE id = $1 AND status = 'queued' RETURNING *""",
+            job_id,
+            Stage.STARTED.value,
+            0,
+            deadline_seconds,
+        )
+        return None if record is None else _row(record)
+
+    async def set_stage(self, job_id: int, stage: Stage, progress: int) -> None:
+        await self.db.fetch(
+            "UPDATE jobs SET stage = $2, progress = $3 WHERE id = $1 AND status = 'running'",
+            job_id,
+            stage.value,
+            progress,
+        )
+
+    async def succeed(self, job_id: int, results: list[StoredImage]) -> JobRow | None:
+        record = await self.db.fetchrow(
+            """UPDATE jobs SET status = 'succeeded', stage = $2, progress = 100, results = $3::jsonb,
+                               completed_at = now(),
+                               duration_ms = (EXTRACT(EPOCH FROM (now() - created_at)) * 1000)::int
+               WHERE id = $1 AND status = 'running' RETURNING *""",
+            job_id,
+            Stage.DONE.value,
+            _json(results),
+        )
+        return None if record is None else _row(record)
+
+    async def fail(self, job_id: int, *, code: str, message: str) -> JobRow | None:
+        """queued|running → failed, once. None if it had already finished."""
+        record = await self.db.fetchrow(
+            """UPDATE jobs SET status = 'failed', error_code = $2, error_message = $3, completed_at = now(),
+                               duration_ms = (EXTRACT(EPOCH FROM (now() - created_at)) * 1000)::int
+               WHERE id = $1 AND status IN ('queued', 'running') RETURNING *""",
+            job_id,
+            code,
+            message,
+        )
+        return None if record is None else _row(record)
+
+    async def record_refund(self, job_id: int, amount: int) -> JobRow:
+        record = await self.db.fetchrow(
+            "UPDATE jobs SET credits_refunded = $2 WHERE id = $1 RETURNING *", job_id, amount
+        )
+        assert record is not None
+        return _row(record)
+
+    # sweeping -----------------------------------------------------------------
+    async def stale_queued(self, older_than_seconds: float, limit: int = 500) -> list[int]:
+        records = await self.db.fetch(
+            """SELECT id FROM jobs WHERE status = 'queued'
+               AND created_at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2""",
+            older_than_seconds,
+            limit,
+        )
+        return [int(record["id"]) for record in records]
+
+    async def past_deadline(self, limit: int = 500) -> list[int]:
+        records = await self.db.fetch(
+            "SELECT id FROM jobs WHERE status = 'running' AND deadline_at < now() ORDER BY id LIMIT $1", limit
+        )
+        return [int(record["id"]) for record in records]
+
+    # idempotency --------------------------------------------------------------
+    async def remembered(self, api_key_id: int, key: str, ttl_seconds: int) -> tuple[str, int] | None:
+        """(request fingerprint, job id) remembered for this key within the TTL."""
+        record = await self.db.fetchrow(
+            """SELECT request_hash, job FROM idempotency_keys
+               WHERE api_key = $1 AND key = $2 AND created_at > now() - make_interval(secs => $3)""",
+            api_key_id,
+            key,
+            float(ttl_seconds),
+        )
+        return None if record is None else (str(record["request_hash"]), int(record["job"]))
+
+    async def remember(
+        self, api_key_id: int, key: str, fingerprint: str, job_id: int, ttl_seconds: int
+    ) -> None:
+        await self.db.fetch(
+            """DELETE FROM idempotency_keys WHERE api_key = $1 AND key = $2
+               AND created_at <= now() - make_interval(secs => $3)""",
+            api_key_id,
+            key,
+            float(ttl_seconds),
+        )
+        await self.db.fetch(
+            "INSERT INTO idempotency_keys (api_key, key, request_hash, job) VALUES ($1, $2, $3, $4)",
+            api_key_id,
+            key,
+            fingerprint,
+            job_id,
+        )
+
+    async def audit(self) -> list[dict[str, Any]]:
+        """Per job: its state beside the debit and refund entries the ledger holds for it."""
+        return await self.db.fetch(
+            """SELECT j.id, j.public_id, j.mode, j.status, j.error_code, j.error_message, j.cost_credits,
+                      j.credits_refunded,
+                      (SELECT count(*) FROM ledger_entries e WHERE e.job_id = j.id AND e.kind = 'debit')
+                          AS debits,
+                      (SELECT COALESCE(-SUM(e.amount), 0) FROM ledger_entries e
+                          WHERE e.job_id = j.id AND e.kind = 'debit') AS debited,
+                      (SELECT count(*) FROM ledger_entries e WHERE e.job_id = j.id AND e.kind = 'refund')
+                          AS refunds,
+                      (SELECT COALESCE(SUM(e.amount), 0) FROM ledger_entries e
+                          WHERE e.job_id = j.id AND e.kind = 'refund') AS refunded
+               FROM jobs j ORDER BY j.id"""
+        )

@@ -1,0 +1,112 @@
+"""Everything a running engine holds: database, Redis, storage, backends, outbound HTTP.
+
+One :class:`Runtime` per process (API server, worker, or both in ``dev``),
+built by the gateway from its settings and started on the event loop that will
+use it (asyncpg pools and aiohttp sessions belong to one loop). The engine's
+configuration is a plain struct so the engine never reads environment
+variables itself.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+import msgspec
+import redis.asyncio as aioredis
+
+from engine.backends import Backend, build_backend
+from engine.backends.latency import DelayedBackend
+from engine.completion import CompletionHub
+from engine.inputs import ImageLimits
+from engine.outbound import OutboundPolicy, make_session
+from engine.repository import JobRepository
+from ledger.database import Database
+from ledger.service import LedgerService
+from storage.objects import ObjectStore, StorageConfig
+
+
+class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
+    sync_wait_seconds: float = 90.0
+    """How long a synchronous submit may wait for its job before answering ``running``."""
+    live_backend: str = "local"
+    """The backend for live keys (test keys always get ``stock``)."""
+    local_backend_delay_seconds: float = 0.0
+    job_deadline_seconds: float = 600
+    requeue_after_seconds: float = 30
+    sweep_interval_seconds: float = 15
+    job_max_retries: int = 3
+    job_retry_min_backoff_ms: int = 1_000
+    job_retry_max_backoff_ms: int = 30_000
+    refund_on: tuple[str, ...] = (
+        "no_image",
+        "quality_check_failed",
+        "model_unavailable",
+        "storage_failed",
+        "internal_error",
+    )
+    presign_ttl_seconds: int = 86_400
+    idempotency_ttl_seconds: int = 86_400
+    idempotency_lock_seconds: int = 120
+    outbound: OutboundPolicy = OutboundPolicy(
+        allow_http=False,
+        allow_hosts=frozenset(),
+        timeout_seconds=10.0,
+        max_redirects=3,
+        max_bytes=15_000_000,
+    )
+    image_limits: ImageLimits = ImageLimits(max_bytes=15_000_000, max_pixels=40_000_000)
+    redis_namespace: str = "tryon"
+    """Prefix of every Redis key and channel (queue, limits, locks, events): deployments or test
+    runs sharing one Redis stay apart."""
+
+
+class Runtime:
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        database_url: str,
+        redis_url: str,
+        storage: StorageConfig,
+    ) -> None:
+        self.config = config
+        self.db = Database(database_url)
+        self.redis: aioredis.Redis = aioredis.from_url(redis_url)
+        self.redis_url = redis_url
+        self.store = ObjectStore(storage)
+        self.hub = CompletionHub(self.redis, config.redis_namespace)
+        self.ledger = LedgerService(self.db)
+        self.jobs = JobRepository(self.db)
+        self._backends: dict[str, Backend] = {}
+        self._http: aiohttp.ClientSession | None = None
+        self._started_hub = False
+
+    async def start(self, *, listen_for_completions: bool = True) -> None:
+        await self.db.start()
+        if listen_for_completions and not self._started_hub:
+            await self.hub.start()
+            self._started_hub = True
+
+    async def close(self) -> None:
+        if self._started_hub:
+            await self.hub.close()
+            self._started_hub = False
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        await self.db.close()
+        await self.redis.aclose()
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The guarded outbound session (image fetches; later webhooks), made on first use."""
+        if self._http is None or self._http.closed:
+            self._http = make_session(self.config.outbound)
+        return self._http
+
+    def backend(self, name: str) -> Backend:
+        if name not in self._backends:
+            backend = build_backend(name)
+            if name == "local" and self.config.local_backend_delay_seconds > 0:
+                backend = DelayedBackend(backend, self.config.local_backend_delay_seconds)
+            self._backends[name] = backend
+        return self._backends[name]
