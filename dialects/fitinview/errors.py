@@ -1,0 +1,86 @@
+"""FitInView's error shape, ``{"detail": "…"}``, with the document's status codes.
+
+Maps the domain error hierarchy (and the framework's own HTTP errors) to it, so
+nothing on a FitInView route ever answers in another shape, and bad input never
+becomes a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+from dialects.fitinview.schemas import ErrorResponse
+from engine.errors import (
+    AccessDenied,
+    Conflict,
+    DomainError,
+    IdempotencyInProgress,
+    IdempotencyMismatch,
+    InsufficientCredits,
+    InvalidRequest,
+    KeyDisabled,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthenticated,
+)
+
+log = logging.getLogger(__name__)
+
+_STATUS: list[tuple[type[DomainError], int]] = [
+    (InvalidRequest, 400),
+    (Unauthenticated, 401),
+    (InsufficientCredits, 402),
+    (KeyDisabled, 403),
+    (AccessDenied, 403),
+    (NotFound, 404),
+    (IdempotencyInProgress, 409),
+    (Conflict, 409),
+    (IdempotencyMismatch, 422),
+    (RateLimited, 429),
+    (ServiceUnavailable, 503),
+]
+
+_DETAIL: dict[type[DomainError], str] = {
+    Unauthenticated: "Missing or invalid API key",
+    KeyDisabled: "Key disabled",
+    InsufficientCredits: "Insufficient credits",
+    RateLimited: "Rate limit exceeded",
+}
+
+
+def error_response(exc: DomainError) -> Response[ErrorResponse]:
+    status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
+    detail = next((text for kind, text in _DETAIL.items() if isinstance(exc, kind)), exc.message)
+    headers = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(max(exc.retry_after, 1))
+    return Response(ErrorResponse(detail=detail), status_code=status, headers=headers)
+
+
+def handle_domain_error(_: Request[object, object, object], exc: DomainError) -> Response[ErrorResponse]:
+    return error_response(exc)
+
+
+def handle_http_error(_: Request[object, object, object], exc: HTTPException) -> Response[ErrorResponse]:
+    status = exc.status_code
+    if status == 413:
+        return Response(ErrorResponse(detail="image too large: request body"), status_code=400)
+    if status in (400, 422):
+        return Response(ErrorResponse(detail=str(exc.detail)), status_code=400)
+    return Response(ErrorResponse(detail=str(exc.detail)), status_code=status, headers=exc.headers or {})
+
+
+def handle_unexpected(_: Request[object, object, object], exc: Exception) -> Response[ErrorResponse]:
+    log.exception("unhandled error on a FitInView route", exc_info=exc)
+    return Response(ErrorResponse(detail="Internal server error"), status_code=500)
+
+
+EXCEPTION_HANDLERS = {
+    DomainError: handle_domain_error,
+    HTTPException: handle_http_error,
+    Exception: handle_unexpected,
+}
