@@ -40,6 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # operation
     admin_token: str = ""
     engine: str = ""
+    gemini_api_key: str = ""
     host_dialects: tuple[str, ...] = ()
     log_level: str = "info"
 
@@ -65,6 +66,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     retention_days: int = 7
 
     # engine
+    local_backend_delay_seconds: float = 0.0
+    redis_namespace: str = "tryon"
     job_deadline_seconds: int = 600
     requeue_after_seconds: int = 30
     sweep_interval_seconds: float = 15.0

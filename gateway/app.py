@@ -1,0 +1,117 @@
+"""The Litestar application: mounts each dialect's router, injects the caller and limits.
+
+``create_app`` is used by ``serve`` (API only), by ``dev`` and by the tests
+(``with_worker=True``: a Dramatiq worker and the sweeper run inside the same
+process, on the server's own event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import dramatiq
+from litestar import Litestar, Request, Response
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+
+from dialects.fitinview import routes as fitinview
+from engine import sweeper
+from engine.runtime import Runtime
+from engine.worker import make_broker, start_worker, sweep_forever
+from gateway import account, health
+from gateway.admin.routes import build_admin_router
+from gateway.auth import authenticate, provide_caller
+from gateway.ratelimit import Window, per_key_limits
+from gateway.settings import Settings
+from gateway.wiring import DEV_ENGINE, build_runtime
+
+log = logging.getLogger(__name__)
+
+
+def _host_dialects(settings: Settings) -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for entry in settings.host_dialects:
+        host, _, dialect = entry.partition("=")
+        if host and dialect:
+            pins[host.strip().lower()] = dialect.strip()
+    return pins
+
+
+def _not_found_or_other(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, str]]:
+    return Response({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers or {})
+
+
+def create_app(
+    settings: Settings,
+    *,
+    runtime: Runtime | None = None,
+    with_worker: bool = False,
+    worker_threads: int = 4,
+    default_engine: str = DEV_ENGINE,
+) -> Litestar:
+    runtime = runtime or build_runtime(settings, default_engine=default_engine)
+    pins = _host_dialects(settings)
+    windows = {
+        "submit": Window(
+            scope="submit", limit=settings.rate_limit_per_min, seconds=settings.rate_limit_window_seconds
+        ),
+        "read": Window(
+            scope="read", limit=settings.read_rate_limit_per_min, seconds=settings.rate_limit_window_seconds
+        ),
+    }
+    limits = per_key_limits(runtime.redis, runtime.config.redis_namespace, windows)
+    fitinview_config = fitinview.FitInViewConfig(rate_limit_per_min=settings.rate_limit_per_min)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await runtime.start()
+        loop = asyncio.get_running_loop()
+        broker = make_broker(runtime, shared_loop=loop if with_worker else None)
+        worker: dramatiq.Worker | None = None
+        sweeping: asyncio.Task[None] | None = None
+        if with_worker:
+            worker = await asyncio.to_thread(start_worker, broker, threads=worker_threads)
+            sweeping = asyncio.create_task(sweep_forever(runtime, sweeper.sweep), name="sweeper")
+        try:
+            yield
+        finally:
+            if sweeping is not None:
+                sweeping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeping
+            if worker is not None:
+                await asyncio.to_thread(worker.stop)
+            broker.close()
+            await runtime.close()
+
+    fitinview_router = fitinview.build_router(
+        guards=[authenticate(runtime, "fitinview", pins), limits], dependencies={}
+    )
+
+    app = Litestar(
+        route_handlers=[
+            fitinview_router,
+            fitinview.build_public_router(),
+            account.build_account_router([authenticate(runtime, None, pins), limits]),
+            health.healthz,
+            health.readyz,
+            build_admin_router(settings.admin_token, runtime),
+        ],
+        dependencies={
+            "runtime": Provide(lambda: runtime, sync_to_thread=False),
+            "fitinview_config": Provide(lambda: fitinview_config, sync_to_thread=False),
+            "caller": Provide(provide_caller),
+        },
+        exception_handlers={HTTPException: _not_found_or_other},
+        lifespan=[lifespan],
+        openapi_config=None,
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )
+    app.state.runtime = runtime
+    return app

@@ -1,0 +1,69 @@
+"""Authentication: bearer token → :class:`~engine.access.Caller`, as a Litestar guard.
+
+Every key belongs to exactly one dialect (FitInView keys ``fiv_live_…``/``fiv_test_…``,
+FtmvAI keys 64 lowercase hex). A key used on the other dialect's routes is
+unauthenticated there (401 in that route's shape); a disabled key is 403.
+Keys are looked up by the SHA-256 of the token (see :mod:`ledger.keys`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Guard
+
+from engine.access import Caller
+from engine.errors import KeyDisabled, NotFound, Unauthenticated
+from engine.runtime import Runtime
+from ledger.keys import dialect_of_token
+
+
+def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def pinned_dialect(
+    connection: ASGIConnection[Any, Any, Any, Any], host_dialects: dict[str, str]
+) -> str | None:
+    """The dialect an operator pinned this request's host name to, if any."""
+    host = (connection.headers.get("host") or "").split(":")[0].lower()
+    return host_dialects.get(host)
+
+
+async def resolve_caller(runtime: Runtime, token: str | None, dialect: str | None) -> Caller:
+    if token is None:
+        raise Unauthenticated("Missing API key")
+    token_dialect = dialect_of_token(token)
+    if token_dialect is None or (dialect is not None and token_dialect != dialect):
+        raise Unauthenticated("Invalid API key")
+    key = await runtime.ledger.key_for_token(token)
+    if key is None or key.dialect != token_dialect:
+        raise Unauthenticated("Invalid API key")
+    if key.disabled:
+        raise KeyDisabled("Key disabled")
+    account = await runtime.ledger.account(key.account_id)
+    return Caller(key=key, account=account)
+
+
+def authenticate(runtime: Runtime, dialect: str | None, host_dialects: dict[str, str]) -> Guard:
+    """A guard that authenticates for ``dialect`` (None: any dialect) and stores the caller."""
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        pinned = pinned_dialect(connection, host_dialects)
+        if pinned is not None and dialect is not None and pinned != dialect:
+            raise NotFound("Not Found")
+        caller = await resolve_caller(runtime, bearer_token(connection), dialect or pinned)
+        connection.state.caller = caller
+
+    return guard
+
+
+async def provide_caller(request: Any) -> Caller:
+    caller: Caller = request.state.caller
+    return caller

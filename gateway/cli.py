@@ -1,0 +1,297 @@
+"""``tryon-gateway``: dev, serve, worker, migrate, ledger verify.
+
+``dev`` is the embedded mode: real PostgreSQL, Redis and S3 as child processes
+of this command (from PyPI wheels), the migrations, a worker inside the API
+process, and demo accounts on first start. ``serve`` and ``worker`` are the
+production processes; run any number of each against shared services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from gateway.settings import Settings, SettingsError
+from gateway.wiring import DEV_ENGINE, PRODUCTION_ENGINE, build_runtime
+
+log = logging.getLogger("tryon_gateway")
+
+
+class StartupError(SystemExit):
+    def __init__(self, message: str) -> None:
+        super().__init__(f"tryon-gateway: {message}")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise StartupError(str(exc)) from None
+
+
+def production_engine_check(settings: Settings) -> None:
+    """A production process never bills a local composite by accident."""
+    engine = settings.engine or PRODUCTION_ENGINE
+    if engine == "gemini" and not settings.gemini_api_key:
+        raise StartupError(
+            "TRYON_ENGINE defaults to 'gemini' for serve/worker and TRYON_GEMINI_API_KEY is not set;"
+            " set the key, or set TRYON_ENGINE explicitly (for example TRYON_ENGINE=local)"
+        )
+
+
+# migrate --------------------------------------------------------------------------
+async def _migrate(settings: Settings) -> list[str]:
+    from gateway.migrations import migrate
+    from gateway.wiring import storage_config
+    from storage.objects import ObjectStore
+
+    return await migrate(settings.database_url, ObjectStore(storage_config(settings)))
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    applied = asyncio.run(_migrate(_settings()))
+    print("applied: " + (", ".join(applied) if applied else "nothing (schema is current)"))
+    return 0
+
+
+# ledger verify --------------------------------------------------------------------
+async def _verify(settings: Settings) -> list[str]:
+    from engine.audit import verify_all
+
+    runtime = build_runtime(settings)
+    await runtime.start(listen_for_completions=False)
+    try:
+        return await verify_all(runtime)
+    finally:
+        await runtime.close()
+
+
+def cmd_ledger_verify(_: argparse.Namespace) -> int:
+    problems = asyncio.run(_verify(_settings()))
+    for problem in problems:
+        print(problem)
+    print(f"ledger verify: {len(problems)} violation(s)")
+    return 1 if problems else 0
+
+
+# serve ----------------------------------------------------------------------------
+def serve_app() -> Any:
+    """uvicorn factory for ``serve`` (each uvicorn worker process builds its own app)."""
+    from gateway.app import create_app
+
+    return create_app(_settings(), default_engine=PRODUCTION_ENGINE)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings()
+    production_engine_check(settings)
+    uvicorn.run(
+        "gateway.cli:serve_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+# worker ---------------------------------------------------------------------------
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings()
+    production_engine_check(settings)
+    if args.processes > 1:
+        children = [
+            subprocess.Popen([sys.argv[0], "worker", "--processes", "1", "--threads", str(args.threads)])
+            for _ in range(args.processes)
+        ]
+        try:
+            return max(child.wait() for child in children)
+        except KeyboardInterrupt:
+            for child in children:
+                child.send_signal(signal.SIGTERM)
+            return max(child.wait() for child in children)
+    return run_worker(settings, threads=args.threads, default_engine=PRODUCTION_ENGINE)
+
+
+def run_worker(settings: Settings, *, threads: int, default_engine: str) -> int:
+    from dramatiq.asyncio import get_event_loop_thread
+
+    from engine import sweeper
+    from engine.worker import make_broker, start_worker, sweep_forever
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    runtime = build_runtime(settings, default_engine=default_engine)
+    broker = make_broker(runtime)
+    worker = start_worker(broker, threads=threads)
+    loop_thread = get_event_loop_thread()
+    assert loop_thread is not None
+    sweeping = asyncio.run_coroutine_threadsafe(sweep_forever(runtime, sweeper.sweep), loop_thread.loop)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"worker ready ({threads} threads, engine {runtime.config.live_backend})", flush=True)
+    stop.wait()
+    sweeping.cancel()
+    worker.stop()
+    broker.close()
+    return 0
+
+
+# dev ------------------------------------------------------------------------------
+def _dev_secrets(data_dir: Path) -> dict[str, Any]:
+    path = data_dir / "dev-secrets.json"
+    if path.exists():
+        loaded: dict[str, Any] = json.loads(path.read_text())
+        return loaded
+    values: dict[str, Any] = {"admin_token": "adm_" + secrets.token_urlsafe(24)}
+    path.write_text(json.dumps(values, indent=2))
+    path.chmod(0o600)
+    return values
+
+
+async def _create_demo_accounts(settings: Settings, data_dir: Path) -> dict[str, Any]:
+    """One demo account per dialect with a live and a test key, made once per data dir."""
+    path = data_dir / "demo-accounts.json"
+    if path.exists():
+        loaded: dict[str, Any] = json.loads(path.read_text())
+        return loaded
+    runtime = build_runtime(settings)
+    await runtime.start(listen_for_completions=False)
+    demo: dict[str, Any] = {}
+    try:
+        async with runtime.db.transaction():
+            for dialect in ("fitinview", "ftmvai"):
+                account = await runtime.ledger.open_account(
+                    name=f"Demo {dialect}", dialect=dialect, plan="paid", credits=1000
+                )
+                live = await runtime.ledger.mint_key(account.id, mode="live", name="Demo live")
+                test = await runtime.ledger.mint_key(account.id, mode="test", name="Demo test")
+                demo[dialect] = {
+                    "account_id": account.id,
+                    "live_key": live.plaintext,
+                    "test_key": test.plaintext,
+                    "webhook_secret": live.webhook_secret,
+                }
+    finally:
+        await runtime.close()
+    path.write_text(json.dumps(demo, indent=2))
+    path.chmod(0o600)
+    return demo
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from gateway.app import create_app
+    from gateway.embedded import EmbeddedServices
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    data_dir = Path(args.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    services = EmbeddedServices(data_dir)
+    print(f"starting embedded PostgreSQL, Redis and S3 under {data_dir} …", flush=True)
+    endpoints = services.start()
+    try:
+        dev_secrets = _dev_secrets(data_dir)
+        settings = Settings.from_env(
+            database_url=endpoints.database_url,
+            redis_url=endpoints.redis_url,
+            s3_endpoint=endpoints.s3_endpoint,
+            s3_access_key=endpoints.s3_access_key,
+            s3_secret_key=endpoints.s3_secret_key,
+            s3_region=endpoints.s3_region,
+        )
+        if not settings.admin_token:
+            settings = settings.replace(admin_token=dev_secrets["admin_token"])
+        if not settings.engine:
+            settings = settings.replace(engine=DEV_ENGINE)
+        applied = asyncio.run(_migrate(settings))
+        if applied:
+            print("migrations applied: " + ", ".join(applied), flush=True)
+        demo = asyncio.run(_create_demo_accounts(settings, data_dir))
+        base = f"http://{args.host}:{args.port}"
+        print(_banner(base, settings, demo), flush=True)
+        app = create_app(settings, with_worker=True, default_engine=DEV_ENGINE)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5)
+    finally:
+        print("stopping embedded services …", flush=True)
+        services.stop()
+    return 0
+
+
+def _banner(base: str, settings: Settings, demo: dict[str, Any]) -> str:
+    fiv, ftm = demo["fitinview"], demo["ftmvai"]
+    return "\n".join(
+        [
+            "",
+            f"tryon-gateway dev is serving on {base} (engine: {settings.engine})",
+            f"  admin token            {settings.admin_token}",
+            f"  FitInView live key     {fiv['live_key']}",
+            f"  FitInView test key     {fiv['test_key']}",
+            f"  FitInView webhook key  {fiv['webhook_secret']}",
+            f"  FtmvAI live key        {ftm['live_key']}",
+            f"  FtmvAI test key        {ftm['test_key']}",
+            "",
+            "try:",
+            f"  curl -s {base}/api/v1/account -H 'Authorization: Bearer {fiv['live_key']}'",
+            "",
+        ]
+    )
+
+
+# entry point ------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tryon-gateway", description=__doc__.splitlines()[0] if __doc__ else ""
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="run everything embedded: services, worker and API")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--data-dir", default=os.environ.get("TRYON_DATA_DIR", ".tryon"))
+    dev.set_defaults(func=cmd_dev)
+
+    serve = commands.add_parser("serve", help="run the API (production)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
+
+    worker = commands.add_parser("worker", help="run job workers (production)")
+    worker.add_argument("--processes", type=int, default=1)
+    worker.add_argument("--threads", type=int, default=4)
+    worker.set_defaults(func=cmd_worker)
+
+    migrate = commands.add_parser("migrate", help="create or update the schema and the bucket")
+    migrate.set_defaults(func=cmd_migrate)
+
+    ledger = commands.add_parser("ledger", help="ledger tools")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
+    verify = ledger_commands.add_parser("verify", help="check every account and job against the ledger")
+    verify.set_defaults(func=cmd_ledger_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

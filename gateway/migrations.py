@@ -1,0 +1,16 @@
+"""``tryon-gateway migrate``: the database schema and the object storage bucket."""
+
+from __future__ import annotations
+
+from engine.tables import MIGRATIONS as ENGINE_MIGRATIONS
+from ledger.database import apply_migrations
+from ledger.tables import MIGRATIONS as LEDGER_MIGRATIONS
+from storage.objects import ObjectStore
+
+ALL_MIGRATIONS = LEDGER_MIGRATIONS + ENGINE_MIGRATIONS
+
+
+async def migrate(database_url: str, store: ObjectStore) -> list[str]:
+    applied = await apply_migrations(database_url, ALL_MIGRATIONS)
+    await store.ensure_bucket()
+    return applied
