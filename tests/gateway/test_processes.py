@@ -1,0 +1,191 @@
+"""``serve`` and ``worker`` as separate processes sharing the services, and a worker killed
+mid-job: the job still ends (failed, refunded by the sweeper) and the ledger stays exact."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from tests.support import services
+from tests.support.gateway import ADMIN_TOKEN, free_port
+from tests.support.image_host import ImageHost
+
+CLI = [sys.executable, "-m", "gateway.cli"]
+
+
+class Processes:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
+        child = subprocess.Popen(
+            [*CLI, *args], env={**self.env, **extra_env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        self.children.append(child)
+        return child
+
+    def stop_all(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in self.children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+@pytest.fixture
+async def processes(
+    database_url: str, redis_url: str, s3: services.S3Endpoint, image_host: ImageHost
+) -> AsyncIterator[Processes]:
+    env = {
+        **os.environ,
+        "TRYON_DATABASE_URL": database_url,
+        "TRYON_REDIS_URL": redis_url,
+        "TRYON_S3_ENDPOINT": s3.endpoint,
+        "TRYON_S3_ACCESS_KEY": s3.access_key,
+        "TRYON_S3_SECRET_KEY": s3.secret_key,
+        "TRYON_S3_BUCKET": "tryon-test",
+        "TRYON_ENGINE": "local",
+        "TRYON_ADMIN_TOKEN": ADMIN_TOKEN,
+        "TRYON_OUTBOUND_ALLOW_HTTP": "true",
+        "TRYON_OUTBOUND_ALLOW_HOSTS": image_host.host_port,
+        "TRYON_REDIS_NAMESPACE": "tryon-proc-" + secrets.token_hex(4),
+        "TRYON_SWEEP_INTERVAL_SECONDS": "0.5",
+        "TRYON_LOG_LEVEL": "warning",
+    }
+    group = Processes(env)
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+async def wait_ready(http: aiohttp.ClientSession, base: str, child: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        if child.poll() is not None:
+            raise AssertionError(f"serve exited: {child.stderr.read().decode() if child.stderr else ''}")
+        try:
+            async with http.get(base + "/readyz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError("serve never became ready")
+
+
+async def call(http: aiohttp.ClientSession, method: str, url: str, token: str, body: Any = None) -> Any:
+    async with http.request(method, url, json=body, headers={"Authorization": f"Bearer {token}"}) as response:
+        return response.status, await response.json(content_type=None)
+
+
+async def poll_until(
+    http: aiohttp.ClientSession, url: str, key: str, wanted: set[str], timeout: float
+) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        _, body = await call(http, "GET", url, key)
+        if body["status"] in wanted:
+            return body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} never reached {wanted}: {body}")
+
+
+async def test_serve_and_worker_processes_and_a_killed_worker(
+    processes: Processes, http: aiohttp.ClientSession, image_host: ImageHost
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    serve = processes.start("serve", "--port", str(port))
+    worker = processes.start("worker", "--threads", "2")
+    await wait_ready(http, base, serve)
+
+    status, account = await call(
+        http,
+        "POST",
+        base + "/admin/accounts",
+        ADMIN_TOKEN,
+        {"name": "Proc", "dialect": "fitinview", "credits": 100},
+    )
+    assert status == 201
+    status, minted = await call(
+        http, "POST", f"{base}/admin/accounts/{account['id']}/keys", ADMIN_TOKEN, {"mode": "live"}
+    )
+    key = minted["key"]
+    request = {"person_url": image_host.url("/person.png"), "garment_urls": [image_host.url("/shirt.png")]}
+
+    # a sync submit: the API process waits on the completion event the worker process publishes
+    status, done = await call(http, "POST", base + "/api/v1/tryon", key, request)
+    assert status == 200, done
+    assert done["status"] == "succeeded", done
+
+    # now a worker that is slow, killed while it holds a job
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=20)
+    slow_worker = processes.start(
+        "worker", "--threads", "1", TRYON_LOCAL_BACKEND_DELAY_SECONDS="60", TRYON_JOB_DEADLINE_SECONDS="3"
+    )
+    status, submitted = await call(http, "POST", base + "/api/v1/tryon", key, {**request, "wait": False})
+    assert status == 200
+    job_url = f"{base}/api/v1/tryon/{submitted['job_id']}"
+    for _ in range(300):
+        if await _job_status(processes, submitted["job_id"]) == "running":
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the slow worker never claimed the job")
+    slow_worker.kill()
+    slow_worker.wait()
+
+    processes.start("worker", "--threads", "1", TRYON_JOB_DEADLINE_SECONDS="3")
+    failed = await poll_until(http, job_url, key, {"failed", "succeeded"}, timeout=60)
+    assert failed["status"] == "failed"
+    assert failed["error_code"] == "internal_error"
+    assert failed["credits_refunded"] == 8
+
+    _, balance = await call(http, "GET", f"{base}/admin/accounts/{account['id']}", ADMIN_TOKEN)
+    assert balance["credits_remaining"] == 92 == balance["ledger_sum"]
+
+    verify = await asyncio.to_thread(
+        subprocess.run, [*CLI, "ledger", "verify"], env=processes.env, capture_output=True, text=True
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "0 violation(s)" in verify.stdout
+
+
+async def _job_status(processes: Processes, public_id: str) -> str:
+    """The internal status (FitInView shows queued and running alike as "running")."""
+    connection = await asyncpg.connect(processes.env["TRYON_DATABASE_URL"])
+    try:
+        status: str = await connection.fetchval("SELECT status FROM jobs WHERE public_id = $1", public_id)
+    finally:
+        await connection.close()
+    return status
+
+
+async def test_serve_refuses_to_bill_gemini_without_a_key(processes: Processes) -> None:
+    env = {key: value for key, value in processes.env.items() if key != "TRYON_ENGINE"}
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [*CLI, "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "TRYON_GEMINI_API_KEY" in result.stderr
