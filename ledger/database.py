@@ -1,22 +1,24 @@
 """The PostgreSQL connection every package shares, and the schema it needs.
 
-Piccolo tables are declared without an engine; :class:`Database` binds them at
-start-up to one :class:`~piccolo.engine.postgres.PostgresEngine` built from the
-``TRYON_DATABASE_URL`` DSN, so the same code serves the API process, workers,
-the CLI and the tests (each against its own database). Queries issued inside
-``async with database.transaction():`` run on that transaction's connection
-(Piccolo tracks it in a context variable), which is how the request or the
-actor owns the transaction while services only issue queries.
+One :class:`Database` wraps one Piccolo :class:`~piccolo.engine.postgres.PostgresEngine`
+(its asyncpg pool and its transaction context) built from the ``TRYON_DATABASE_URL``
+DSN. Repositories run their SQL through :meth:`Database.fetch`, on their own
+engine, never through a process-wide table binding, so several runtimes can
+share a process (the test suite runs many gateways at once) without crossing.
+Queries issued inside ``async with database.transaction():`` run on that
+transaction's connection (Piccolo tracks it in a context variable), which is how
+the request or the actor owns the transaction while services only issue queries.
+The Piccolo ``Table`` classes describe the schema the migrations create; a test
+keeps them in step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
-from piccolo.table import Table
 
 
 class Database:
@@ -24,11 +26,6 @@ class Database:
         self.dsn = dsn
         self.engine = PostgresEngine(config={"dsn": dsn})
         self._pool_size = (min_pool, max_pool)
-
-    def bind(self, tables: Iterable[type[Table]]) -> None:
-        """Point the given tables at this database (process-wide)."""
-        for table in tables:
-            table._meta._db = self.engine
 
     async def start(self) -> None:
         if self.engine.pool is None:

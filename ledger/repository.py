@@ -7,7 +7,6 @@ from typing import Any
 
 from ledger.database import Database
 from ledger.models import AccountRecord, ApiKeyRecord, EntryRecord
-from ledger.tables import Account, ApiKey
 
 
 def _account(row: dict[str, Any]) -> AccountRecord:
@@ -70,8 +69,8 @@ class LedgerRepository:
         return _account(row)
 
     async def get_account(self, account_id: int) -> AccountRecord | None:
-        rows = await Account.select().where(Account.id == account_id)
-        return _account(rows[0]) if rows else None
+        row = await self.db.fetchrow("SELECT * FROM accounts WHERE id = $1", account_id)
+        return None if row is None else _account(row)
 
     async def set_plan(self, account_id: int, plan: str) -> None:
         await self.db.fetch("UPDATE accounts SET plan = $2 WHERE id = $1", account_id, plan)
@@ -84,7 +83,8 @@ class LedgerRepository:
         surrounding transaction ends.
         """
         row = await self.db.fetchrow(
-            "UPDATE accounts SET balance = balance - $2 WHERE id = $1 AND balance - $2 >= 0 RETURNING balance",
+            "UPDATE accounts SET balance = balance - $2"
+            " WHERE id = $1 AND balance - $2 >= 0 RETURNING balance",
             account_id,
             amount,
         )
@@ -184,12 +184,12 @@ class LedgerRepository:
         return _key(row)
 
     async def key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
-        rows = await ApiKey.select().where(ApiKey.key_hash == key_hash)
-        return _key(rows[0]) if rows else None
+        row = await self.db.fetchrow("SELECT * FROM api_keys WHERE key_hash = $1", key_hash)
+        return None if row is None else _key(row)
 
     async def get_key(self, key_id: int) -> ApiKeyRecord | None:
-        rows = await ApiKey.select().where(ApiKey.id == key_id)
-        return _key(rows[0]) if rows else None
+        row = await self.db.fetchrow("SELECT * FROM api_keys WHERE id = $1", key_id)
+        return None if row is None else _key(row)
 
     async def has_test_key(self, account_id: int) -> bool:
         row = await self.db.fetchrow(
