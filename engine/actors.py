@@ -47,7 +47,7 @@ def declare(broker: dramatiq.Broker, runtime: Runtime) -> None:
     global _runtime
     _runtime = runtime
     _actors.clear()
-    _actors[JOB_SUBMITTED] = dramatiq.actor(job_submitted, actor_name=JOB_SUBMITTED, broker=broker)
+    _actors[JOB_SUBMITTED] = dramatiq.actor(actor_name=JOB_SUBMITTED, broker=broker)(job_submitted)
 
 
 def enqueue_job(job_id: int) -> None:

@@ -129,4 +129,4 @@ class CompletionHub:
                 await asyncio.sleep(self._reconnect_delay)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

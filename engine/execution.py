@@ -34,9 +34,10 @@ def should_refund(runtime: Runtime, code: str, reason: str) -> bool:
 async def fail_job(runtime: Runtime, job_id: int, *, code: str, message: str) -> JobRow | None:
     """Fail a job that has not finished yet and refund it if the rule says so. Exactly once."""
     async with runtime.db.transaction():
-        job = await runtime.jobs.fail(job_id, code=code, message=message)
-        if job is None:
+        failed = await runtime.jobs.fail(job_id, code=code, message=message)
+        if failed is None:
             return None
+        job = failed
         if job.mode == "live" and job.cost_credits > 0 and should_refund(runtime, code, message):
             refunded = await runtime.ledger.refund_job(job.account, job.id, reason=f"{code}: {message}")
             if refunded:

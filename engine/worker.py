@@ -53,7 +53,7 @@ class SharedLoop(EventLoopThread):
         return None
 
 
-class EngineLoop(Middleware):  # type: ignore[misc]
+class EngineLoop(Middleware):
     """Provides the loop for async actors and starts the runtime on it before work begins."""
 
     def __init__(self, runtime: Runtime, shared_loop: asyncio.AbstractEventLoop | None) -> None:
@@ -74,7 +74,7 @@ class EngineLoop(Middleware):  # type: ignore[misc]
         thread = get_event_loop_thread()
         if self.owned is not None and thread is self.owned:
             self.owned.run_coroutine(self.runtime.close())
-            self.owned.stop()
+            self.owned.stop()  # type: ignore[no-untyped-call]
             self.owned = None
         set_event_loop_thread(None)
 
@@ -86,7 +86,7 @@ def _transient(retries: int, exc: BaseException) -> bool:
 def make_broker(runtime: Runtime, *, shared_loop: asyncio.AbstractEventLoop | None = None) -> RedisBroker:
     """A Redis broker with the engine's actors declared on it and installed as the global broker."""
     config = runtime.config
-    broker = RedisBroker(
+    broker = RedisBroker(  # type: ignore[no-untyped-call]
         url=runtime.redis_url,
         namespace=config.redis_namespace,
         middleware=[

@@ -41,5 +41,5 @@ def build_account_router(guards: Sequence[Guard]) -> Router:
         path="/api/v1",
         route_handlers=[account],
         guards=list(guards),
-        exception_handlers={DomainError: _error, HTTPException: _http_error},  # type: ignore[dict-item]
+        exception_handlers={DomainError: _error, HTTPException: _http_error},
     )

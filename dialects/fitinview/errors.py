@@ -8,6 +8,7 @@ becomes a 500.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
@@ -61,11 +62,11 @@ def error_response(exc: DomainError) -> Response[ErrorResponse]:
     return Response(ErrorResponse(detail=detail), status_code=status, headers=headers)
 
 
-def handle_domain_error(_: Request[object, object, object], exc: DomainError) -> Response[ErrorResponse]:
+def handle_domain_error(_: Request[Any, Any, Any], exc: DomainError) -> Response[ErrorResponse]:
     return error_response(exc)
 
 
-def handle_http_error(_: Request[object, object, object], exc: HTTPException) -> Response[ErrorResponse]:
+def handle_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorResponse]:
     status = exc.status_code
     if status == 413:
         return Response(ErrorResponse(detail="image too large: request body"), status_code=400)
@@ -74,7 +75,7 @@ def handle_http_error(_: Request[object, object, object], exc: HTTPException) ->
     return Response(ErrorResponse(detail=str(exc.detail)), status_code=status, headers=exc.headers or {})
 
 
-def handle_unexpected(_: Request[object, object, object], exc: Exception) -> Response[ErrorResponse]:
+def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
     log.exception("unhandled error on a FitInView route", exc_info=exc)
     return Response(ErrorResponse(detail="Internal server error"), status_code=500)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
+
 from dialects.fitinview.schemas import AccountResponse, TryOnJobList, TryOnJobStatus, TryOnSubmitResponse
 from engine.models import JobPage, JobStatus, JobView, Submission
 
@@ -23,24 +25,20 @@ def timestamp(value: datetime | None) -> str | None:
 
 
 def job_status(job: JobView) -> TryOnJobStatus:
-    return TryOnJobStatus(**_status_fields(job))
-
-
-def _status_fields(job: JobView) -> dict[str, object]:
-    return {
-        "job_id": job.public_id,
-        "status": STATUS_WORDS[job.status],
-        "result_url": job.result_urls[0] if job.status is JobStatus.SUCCEEDED and job.result_urls else None,
-        "error_code": job.error_code,
-        "error_message": job.error_message,
-        "cost_credits": job.cost_credits,
-        "duration_ms": job.duration_ms,
-        "created_at": timestamp(job.created_at) or "",
-        "completed_at": timestamp(job.completed_at),
-        "metadata": job.metadata,
-        "seed": job.seed,
-        "credits_refunded": job.credits_refunded,
-    }
+    return TryOnJobStatus(
+        job_id=job.public_id,
+        status=STATUS_WORDS[job.status],
+        result_url=job.result_urls[0] if job.status is JobStatus.SUCCEEDED and job.result_urls else None,
+        error_code=job.error_code,
+        error_message=job.error_message,
+        cost_credits=job.cost_credits,
+        duration_ms=job.duration_ms,
+        created_at=timestamp(job.created_at) or "",
+        completed_at=timestamp(job.completed_at),
+        metadata=job.metadata,
+        seed=job.seed,
+        credits_refunded=job.credits_refunded,
+    )
 
 
 def sync_limit_message(job_id: str, wait_seconds: float) -> str:
@@ -53,7 +51,7 @@ def submit_response(submission: Submission, *, waited: bool, wait_seconds: float
     if waited and not job.status.finished:
         message = sync_limit_message(job.public_id, wait_seconds)
     return TryOnSubmitResponse(
-        **_status_fields(job),  # type: ignore[arg-type]
+        **msgspec.structs.asdict(job_status(job)),
         credits_remaining=submission.credits_remaining,
         message=message,
     )

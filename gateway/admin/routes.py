@@ -54,7 +54,8 @@ def _decode(raw: bytes, kind: type[T]) -> T:
 async def create_account(request: Request[Any, Any, Any], runtime: Runtime) -> AccountOut:
     body = _decode(await request.body(), CreateAccount)
     async with runtime.db.transaction():
-        return await service.open_account(runtime, body)
+        account = await service.open_account(runtime, body)
+    return account
 
 
 @get("/accounts/{account_id:int}")
@@ -66,7 +67,8 @@ async def get_account(account_id: int, runtime: Runtime) -> AccountDetail:
 async def create_key(account_id: int, request: Request[Any, Any, Any], runtime: Runtime) -> KeyCreated:
     body = _decode(await request.body(), CreateKey)
     async with runtime.db.transaction():
-        return await service.mint_key(runtime, account_id, body)
+        minted = await service.mint_key(runtime, account_id, body)
+    return minted
 
 
 @post("/accounts/{account_id:int}/credits", status_code=200)
@@ -80,13 +82,15 @@ async def grant_credits(account_id: int, request: Request[Any, Any, Any], runtim
 @post("/keys/{key_id:int}/disable", status_code=200)
 async def disable_key(key_id: int, runtime: Runtime) -> KeyState:
     async with runtime.db.transaction():
-        return await service.set_key_disabled(runtime, key_id, True)
+        state = await service.set_key_disabled(runtime, key_id, True)
+    return state
 
 
 @post("/keys/{key_id:int}/enable", status_code=200)
 async def enable_key(key_id: int, runtime: Runtime) -> KeyState:
     async with runtime.db.transaction():
-        return await service.set_key_disabled(runtime, key_id, False)
+        state = await service.set_key_disabled(runtime, key_id, False)
+    return state
 
 
 _STATUS: list[tuple[type[DomainError], int]] = [
@@ -123,6 +127,6 @@ def build_admin_router(admin_token: str, runtime: Runtime) -> Router:
         route_handlers=[create_account, get_account, create_key, grant_credits, disable_key, enable_key],
         guards=[require_admin],
         dependencies={"runtime": Provide(lambda: runtime, sync_to_thread=False)},
-        exception_handlers={DomainError: _domain_error, HTTPException: _http_error},  # type: ignore[dict-item]
+        exception_handlers={DomainError: _domain_error, HTTPException: _http_error},
         include_in_schema=False,
     )
