@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from litestar import Request, Response, Router, get
+from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.types import Guard
 
@@ -22,7 +23,11 @@ from engine.runtime import Runtime
 
 
 @get("/account", opt={"rate": "read"})
-async def account(caller: Caller, runtime: Runtime, fitinview_config: fitinview.FitInViewConfig) -> Any:
+async def account(
+    caller: NamedDependency[Caller],
+    runtime: NamedDependency[Runtime],
+    fitinview_config: NamedDependency[fitinview.FitInViewConfig],
+) -> Any:
     if caller.dialect == "fitinview":
         return await fitinview.account(runtime, caller, fitinview_config)
     raise Unauthenticated("This key's dialect is not served yet")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
@@ -64,6 +65,6 @@ def authenticate(runtime: Runtime, dialect: str | None, host_dialects: dict[str,
     return guard
 
 
-async def provide_caller(request: Any) -> Caller:
+async def provide_caller(request: Request[Any, Any, Any]) -> Caller:
     caller: Caller = request.state.caller
     return caller

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from litestar import Response, get
+from litestar.di import NamedDependency
 
 from engine.runtime import Runtime
 
@@ -16,7 +17,7 @@ async def healthz() -> dict[str, str]:
 
 
 @get("/readyz", include_in_schema=False)
-async def readyz(runtime: Runtime) -> Response[dict[str, Any]]:
+async def readyz(runtime: NamedDependency[Runtime]) -> Response[dict[str, Any]]:
     async def check(name: str, probe: Any) -> tuple[str, str]:
         try:
             await asyncio.wait_for(probe, timeout=3)

@@ -12,7 +12,8 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery
 from litestar.types import Guard
 
 from dialects.fitinview import responses
@@ -35,7 +36,7 @@ class FitInViewConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 @post("/tryon", status_code=200, opt={"rate": "submit"})
 async def submit_tryon(
-    request: Request[Any, Any, Any], caller: Caller, runtime: Runtime
+    request: Request[Any, Any, Any], caller: NamedDependency[Caller], runtime: NamedDependency[Runtime]
 ) -> TryOnSubmitResponse:
     parsed = parse_tryon(await request.body(), request.headers.get("idempotency-key"))
     wait_seconds = runtime.config.sync_wait_seconds
@@ -51,14 +52,19 @@ async def submit_tryon(
 
 @get("/tryon", opt={"rate": "read"})
 async def list_tryons(
-    caller: Caller, runtime: Runtime, limit: str | None = None, cursor: str | None = None
+    caller: NamedDependency[Caller],
+    runtime: NamedDependency[Runtime],
+    limit: FromQuery[str | None] = None,
+    cursor: FromQuery[str | None] = None,
 ) -> TryOnJobList:
     page = await service.list_jobs(runtime, caller, limit=_page_size(limit), cursor=cursor or None)
     return responses.job_list(page)
 
 
 @get("/tryon/{job_id:str}", opt={"rate": "read"})
-async def get_tryon(job_id: str, caller: Caller, runtime: Runtime) -> TryOnJobStatus:
+async def get_tryon(
+    job_id: FromPath[str], caller: NamedDependency[Caller], runtime: NamedDependency[Runtime]
+) -> TryOnJobStatus:
     return responses.job_status(await service.get_job(runtime, caller, job_id))
 
 

@@ -11,9 +11,10 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.params import FromPath
 
 from engine.errors import (
     AccessDenied,
@@ -51,7 +52,7 @@ def _decode(raw: bytes, kind: type[T]) -> T:
 
 
 @post("/accounts", status_code=201)
-async def create_account(request: Request[Any, Any, Any], runtime: Runtime) -> AccountOut:
+async def create_account(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> AccountOut:
     body = _decode(await request.body(), CreateAccount)
     async with runtime.db.transaction():
         account = await service.open_account(runtime, body)
@@ -59,12 +60,14 @@ async def create_account(request: Request[Any, Any, Any], runtime: Runtime) -> A
 
 
 @get("/accounts/{account_id:int}")
-async def get_account(account_id: int, runtime: Runtime) -> AccountDetail:
+async def get_account(account_id: FromPath[int], runtime: NamedDependency[Runtime]) -> AccountDetail:
     return await service.account_detail(runtime, account_id)
 
 
 @post("/accounts/{account_id:int}/keys", status_code=201)
-async def create_key(account_id: int, request: Request[Any, Any, Any], runtime: Runtime) -> KeyCreated:
+async def create_key(
+    account_id: FromPath[int], request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]
+) -> KeyCreated:
     body = _decode(await request.body(), CreateKey)
     async with runtime.db.transaction():
         minted = await service.mint_key(runtime, account_id, body)
@@ -72,7 +75,9 @@ async def create_key(account_id: int, request: Request[Any, Any, Any], runtime: 
 
 
 @post("/accounts/{account_id:int}/credits", status_code=200)
-async def grant_credits(account_id: int, request: Request[Any, Any, Any], runtime: Runtime) -> Balance:
+async def grant_credits(
+    account_id: FromPath[int], request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]
+) -> Balance:
     body = _decode(await request.body(), GrantCredits)
     async with runtime.db.transaction():
         balance = await service.adjust_credits(runtime, account_id, body.amount, body.reason)
@@ -80,14 +85,14 @@ async def grant_credits(account_id: int, request: Request[Any, Any, Any], runtim
 
 
 @post("/keys/{key_id:int}/disable", status_code=200)
-async def disable_key(key_id: int, runtime: Runtime) -> KeyState:
+async def disable_key(key_id: FromPath[int], runtime: NamedDependency[Runtime]) -> KeyState:
     async with runtime.db.transaction():
         state = await service.set_key_disabled(runtime, key_id, True)
     return state
 
 
 @post("/keys/{key_id:int}/enable", status_code=200)
-async def enable_key(key_id: int, runtime: Runtime) -> KeyState:
+async def enable_key(key_id: FromPath[int], runtime: NamedDependency[Runtime]) -> KeyState:
     async with runtime.db.transaction():
         state = await service.set_key_disabled(runtime, key_id, False)
     return state
@@ -116,7 +121,7 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[
     return Response({"detail": str(exc.detail)}, status_code=status)
 
 
-def build_admin_router(admin_token: str, runtime: Runtime) -> Router:
+def build_admin_router(admin_token: str, runtime: NamedDependency[Runtime]) -> Router:
     async def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         token = bearer_token(connection)
         if not admin_token or token is None or not hmac.compare_digest(token.encode(), admin_token.encode()):
