@@ -85,7 +85,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeping
             if worker is not None:
-                await asyncio.to_thread(worker.stop)
+                await asyncio.to_thread(worker.stop, int(settings.worker_shutdown_seconds * 1000))
             broker.close()
             await runtime.close()
 

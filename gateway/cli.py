@@ -148,7 +148,7 @@ def run_worker(settings: Settings, *, threads: int, default_engine: str) -> int:
     print(f"worker ready ({threads} threads, engine {runtime.config.live_backend})", flush=True)
     stop.wait()
     sweeping.cancel()
-    worker.stop()
+    worker.stop(int(settings.worker_shutdown_seconds * 1000))
     broker.close()
     return 0
 

@@ -68,6 +68,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # engine
     local_backend_delay_seconds: float = 0.0
     redis_namespace: str = "tryon"
+    worker_shutdown_seconds: float = 30.0
     job_deadline_seconds: int = 600
     requeue_after_seconds: int = 30
     sweep_interval_seconds: float = 15.0

@@ -148,6 +148,7 @@ def base_settings(**overrides: Any) -> Settings:
         "outbound_allow_http": True,
         "sync_wait_seconds": 30.0,
         "sweep_interval_seconds": 0.5,
+        "worker_shutdown_seconds": 1.0,
         "job_retry_min_backoff_ms": 50,
         "job_retry_max_backoff_ms": 200,
         "rate_limit_per_min": 1000,
