@@ -109,7 +109,9 @@ async def test_reversal_may_go_negative_and_then_blocks_jobs(db: Database, ledge
     assert not [p for p in await ledger.verify() if f"account {account.id}:" in p]
 
 
-async def test_keys_are_stored_hashed_with_one_test_key_per_account(db: Database, ledger: LedgerService) -> None:
+async def test_keys_are_stored_hashed_with_one_test_key_per_account(
+    db: Database, ledger: LedgerService
+) -> None:
     async with db.transaction():
         fiv = await ledger.open_account(name="H", dialect="fitinview", plan="paid", credits=0)
         ftm = await ledger.open_account(name="I", dialect="ftmvai", plan="free", credits=0)
