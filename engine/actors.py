@@ -2,7 +2,9 @@
 
 ``job.submitted`` runs a job: it claims the job (queued → running) in the
 database first, so a redelivered or re-sent message for a job that is already
-running or finished does nothing.
+running or finished does nothing. Actors are declared per broker and bound to
+that broker's runtime (several runtimes may share a process, as in the tests),
+and the runtime learns how to send to them.
 """
 
 from __future__ import annotations
@@ -18,9 +20,6 @@ from engine import execution
 from engine.runtime import Runtime
 
 JOB_SUBMITTED = "job.submitted"
-
-_runtime: Runtime | None = None
-_actors: dict[str, dramatiq.Actor] = {}  # type: ignore[type-arg]
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -38,18 +37,11 @@ def is_transient(exc: BaseException) -> bool:
     )
 
 
-async def job_submitted(job_id: int) -> None:
-    assert _runtime is not None, "engine.actors.declare() was not called in this process"
-    await execution.run_job(_runtime, job_id)
-
-
 def declare(broker: dramatiq.Broker, runtime: Runtime) -> None:
-    global _runtime
-    _runtime = runtime
-    _actors.clear()
-    _actors[JOB_SUBMITTED] = dramatiq.actor(actor_name=JOB_SUBMITTED, broker=broker)(job_submitted)
+    """Declare the actors on ``broker``, bound to ``runtime``, and let the runtime send to them."""
 
+    async def job_submitted(job_id: int) -> None:
+        await execution.run_job(runtime, job_id)
 
-def enqueue_job(job_id: int) -> None:
-    """Send ``job.submitted`` for a committed job. A failure here is healed by the sweeper."""
-    _actors[JOB_SUBMITTED].send(job_id)
+    actor = dramatiq.actor(actor_name=JOB_SUBMITTED, broker=broker)(job_submitted)
+    runtime.job_sender = actor.send

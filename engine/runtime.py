@@ -9,6 +9,8 @@ variables itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import aiohttp
 import msgspec
 import redis.asyncio as aioredis
@@ -78,6 +80,8 @@ class Runtime:
         self.jobs = JobRepository(self.db)
         self._backends: dict[str, Backend] = {}
         self._http: aiohttp.ClientSession | None = None
+        self.job_sender: Callable[[int], object] | None = None
+        """Sends ``job.submitted`` for a job id; set when the actors are declared on a broker."""
         self._started_hub = False
 
     async def start(self, *, listen_for_completions: bool = True) -> None:
@@ -102,6 +106,12 @@ class Runtime:
         if self._http is None or self._http.closed:
             self._http = make_session(self.config.outbound)
         return self._http
+
+    def enqueue_job(self, job_id: int) -> None:
+        """Send a committed job to the workers (a failure here is healed by the sweeper)."""
+        if self.job_sender is None:
+            raise RuntimeError("no broker: engine.worker.make_broker() was not called for this runtime")
+        self.job_sender(job_id)
 
     def backend(self, name: str) -> Backend:
         if name not in self._backends:

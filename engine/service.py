@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 from redis.exceptions import RedisError
 
-from engine import actors, prices
+from engine import prices
 from engine.access import Caller
 from engine.errors import (
     IdempotencyInProgress,
@@ -219,7 +219,7 @@ async def _accept_tryon(
                 if replay is not None:
                     return replay
             raise
-        _enqueue(job.id)
+        _enqueue(runtime, job.id)
         return Submission(job=present(runtime, job), credits_remaining=balance)
 
 
@@ -234,9 +234,9 @@ def _check_webhook_url(runtime: Runtime, url: str) -> None:
         raise InvalidRequest(f"invalid URL: webhook_url — {exc.reason}", field="webhook_url") from None
 
 
-def _enqueue(job_id: int) -> None:
+def _enqueue(runtime: Runtime, job_id: int) -> None:
     try:
-        actors.enqueue_job(job_id)
+        runtime.enqueue_job(job_id)
     except (RedisError, OSError):
         log.warning("could not enqueue job %d now; the sweeper will send it", job_id)
 

@@ -13,7 +13,6 @@ import logging
 
 import msgspec
 
-from engine import actors
 from engine.execution import fail_job
 from engine.runtime import Runtime
 
@@ -28,7 +27,7 @@ class SweepReport(msgspec.Struct, frozen=True, kw_only=True):
 async def sweep(runtime: Runtime) -> SweepReport:
     requeued = await runtime.jobs.stale_queued(runtime.config.requeue_after_seconds)
     for job_id in requeued:
-        actors.enqueue_job(job_id)
+        runtime.enqueue_job(job_id)
     expired: list[int] = []
     for job_id in await runtime.jobs.past_deadline():
         if await fail_job(runtime, job_id, code="internal_error", message="worker lost or deadline exceeded"):

@@ -84,7 +84,7 @@ def _transient(retries: int, exc: BaseException) -> bool:
 
 
 def make_broker(runtime: Runtime, *, shared_loop: asyncio.AbstractEventLoop | None = None) -> RedisBroker:
-    """A Redis broker with the engine's actors declared on it and installed as the global broker."""
+    """A Redis broker with the engine's actors declared on it, bound to ``runtime``."""
     config = runtime.config
     broker = RedisBroker(  # type: ignore[no-untyped-call]
         url=runtime.redis_url,
@@ -104,7 +104,6 @@ def make_broker(runtime: Runtime, *, shared_loop: asyncio.AbstractEventLoop | No
             EngineLoop(runtime, shared_loop),
         ],
     )
-    dramatiq.set_broker(broker)
     actors.declare(broker, runtime)
     return broker
 

@@ -8,7 +8,6 @@ from typing import Any
 import asyncpg
 import pytest
 
-from engine import actors
 from engine.models import StoredImage
 from engine.service import new_public_id
 from tests.support.gateway import RunningGateway, fixture_bytes
@@ -69,7 +68,7 @@ async def test_sweeper_fails_and_refunds_a_job_stuck_past_its_deadline(gateway_f
     public_id = await _queued_job_without_a_message(gateway, minted["id"], account_id)
     job = await gateway.runtime.jobs.by_public_id(public_id)
     assert job is not None
-    actors.enqueue_job(job.id)
+    gateway.runtime.enqueue_job(job.id)
     done = await gateway.wait_for_status(public_id, minted["key"], {"succeeded", "failed"}, timeout=30)
     assert (done["status"], done["error_code"]) == ("failed", "internal_error")
     assert done["credits_refunded"] == 8
@@ -83,7 +82,7 @@ async def test_a_finished_job_cannot_move_again(gateway: RunningGateway) -> None
     public_id = await _queued_job_without_a_message(gateway, minted["id"], account_id)
     job = await gateway.runtime.jobs.by_public_id(public_id)
     assert job is not None
-    actors.enqueue_job(job.id)
+    gateway.runtime.enqueue_job(job.id)
     await gateway.wait_for_status(public_id, minted["key"], {"succeeded"})
     # a redelivered message finds nothing to claim
     assert await gateway.runtime.jobs.claim(job.id, deadline_seconds=60) is None
