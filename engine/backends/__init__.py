@@ -1,8 +1,14 @@
-"""Generation backends behind one interface (TEMPORARY stand-in until the backends land)."""
+"""Generation backends behind one interface (:class:`~engine.backends.base.Backend`).
+
+``stock`` answers test keys; ``local`` is the offline composite; ``gemini``
+(Google's image models) plugs in here in its own issue.
+"""
 
 from __future__ import annotations
 
 from engine.backends.base import Backend, GeneratedImage, GenerationFailed, TransientBackendError, TryonInput
+from engine.backends.local import LocalBackend
+from engine.backends.stock import StockBackend
 
 __all__ = [
     "Backend",
@@ -13,26 +19,11 @@ __all__ = [
     "build_backend",
 ]
 
+BACKENDS: dict[str, type[LocalBackend] | type[StockBackend]] = {"local": LocalBackend, "stock": StockBackend}
+
 
 def build_backend(name: str) -> Backend:
-    import io
-
-    from PIL import Image
-
-    class _Temp:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        async def tryon(self, request: TryonInput) -> GeneratedImage:
-            size = request.longest_side
-            image = Image.new("RGB", (size, size), (200, 100, 50))
-            out = io.BytesIO()
-            fmt = "PNG" if request.output_format == "png" else "JPEG"
-            image.save(out, fmt)
-            return GeneratedImage(
-                data=out.getvalue(), content_type=f"image/{request.output_format}", width=size, height=size
-            )
-
-    if name not in ("stock", "local"):
-        raise ValueError(name)
-    return _Temp(name)
+    if name not in BACKENDS:
+        known = ", ".join(sorted(BACKENDS))
+        raise ValueError(f"unknown generation backend {name!r} (known: {known})")
+    return BACKENDS[name]()
