@@ -16,8 +16,7 @@ import time
 
 from engine.backends.base import GeneratedImage, GenerationFailed, TransientBackendError, TryonInput
 from engine.completion import publish_finished
-from engine.models import STAGE_PROGRESS, Stage, StoredImage
-from engine.repository import JobRow
+from engine.models import STAGE_PROGRESS, JobRecord, Stage, StoredImage
 from engine.runtime import Runtime
 from storage.errors import StorageError
 
@@ -31,7 +30,7 @@ def should_refund(runtime: Runtime, code: str, reason: str) -> bool:
     return reason in rules or code in rules
 
 
-async def fail_job(runtime: Runtime, job_id: int, *, code: str, message: str) -> JobRow | None:
+async def fail_job(runtime: Runtime, job_id: int, *, code: str, message: str) -> JobRecord | None:
     """Fail a job that has not finished yet and refund it if the rule says so. Exactly once."""
     async with runtime.db.transaction():
         failed = await runtime.jobs.fail(job_id, code=code, message=message)
@@ -51,7 +50,7 @@ async def _stage(runtime: Runtime, job_id: int, stage: Stage) -> None:
     await runtime.jobs.set_stage(job_id, stage, STAGE_PROGRESS[stage])
 
 
-async def _generate_with_retries(runtime: Runtime, job: JobRow, request: TryonInput) -> GeneratedImage:
+async def _generate_with_retries(runtime: Runtime, job: JobRecord, request: TryonInput) -> GeneratedImage:
     backend = runtime.backend("stock" if job.mode == "test" else job.backend)
     attempts = runtime.config.job_max_retries + 1
     delay = runtime.config.job_retry_min_backoff_ms / 1000
@@ -86,7 +85,7 @@ async def run_job(runtime: Runtime, job_id: int) -> None:
         log.info("job %s handled in %.2fs", job.public_id, time.monotonic() - started)
 
 
-async def _run_claimed(runtime: Runtime, job: JobRow) -> None:
+async def _run_claimed(runtime: Runtime, job: JobRecord) -> None:
     person_key = next(image.key for image in job.inputs if image.role == "person")
     garment_keys = [image.key for image in job.inputs if image.role == "garment"]
     try:

@@ -87,13 +87,15 @@ class StoredImage(msgspec.Struct, frozen=True, kw_only=True):
     height: int
 
 
-class JobView(msgspec.Struct, frozen=True, kw_only=True):
-    """A job as the dialects see it, with result links already signed."""
+class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A row of the ``jobs`` table: the one job model every dialect translates."""
 
     id: int
+    """The per-deployment order number (FtmvAI's ``order_id``)."""
     public_id: str
-    account_id: int
-    api_key_id: int
+    """``job_…``, FitInView's ``job_id``."""
+    account: int
+    api_key: int
     dialect: str
     kind: str
     mode: str
@@ -111,10 +113,17 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, Any] | None
     seed: int | None
     webhook_url: str | None
+    attempts: int
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+    deadline_at: datetime | None
     duration_ms: int | None
+
+
+class JobView(JobRecord, frozen=True, kw_only=True):
+    """A job as the dialects see it: the record plus freshly signed links to its images."""
+
     result_urls: list[str] = []
     input_urls: list[str] = []
 

@@ -8,54 +8,22 @@ workers, sweepers and redelivered messages cannot double-run or rewind a job.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from engine.models import JobStatus, Stage, StoredImage
+from engine.models import JobRecord, Stage, StoredImage
 from ledger.database import Database
-
-
-class JobRow(msgspec.Struct, frozen=True, kw_only=True):
-    id: int
-    public_id: str
-    account: int
-    api_key: int
-    dialect: str
-    kind: str
-    mode: str
-    backend: str
-    status: JobStatus
-    stage: Stage
-    progress: int
-    params: dict[str, Any]
-    inputs: list[StoredImage]
-    results: list[StoredImage]
-    error_code: str | None
-    error_message: str | None
-    cost_credits: int
-    credits_refunded: int
-    metadata: dict[str, Any] | None
-    seed: int | None
-    webhook_url: str | None
-    attempts: int
-    created_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
-    deadline_at: datetime | None
-    duration_ms: int | None
-
 
 _JSON_COLUMNS = ("params", "inputs", "results", "metadata")
 
 
-def _row(record: dict[str, Any]) -> JobRow:
+def _row(record: dict[str, Any]) -> JobRecord:
     data = dict(record)
     for column in _JSON_COLUMNS:
         if isinstance(data[column], str):
             data[column] = json.loads(data[column])
-    return msgspec.convert(data, JobRow)
+    return msgspec.convert(data, JobRecord)
 
 
 def _json(value: Any) -> str:
@@ -82,7 +50,7 @@ class JobRepository:
         metadata: dict[str, Any] | None,
         seed: int | None,
         webhook_url: str | None,
-    ) -> JobRow:
+    ) -> JobRecord:
         record = await self.db.fetchrow(
             """INSERT INTO jobs (public_id, account, api_key, dialect, kind, mode, backend, params, inputs,
                                  cost_credits, metadata, seed, webhook_url)
@@ -105,15 +73,15 @@ class JobRepository:
         assert record is not None
         return _row(record)
 
-    async def get(self, job_id: int) -> JobRow | None:
+    async def get(self, job_id: int) -> JobRecord | None:
         record = await self.db.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
         return None if record is None else _row(record)
 
-    async def by_public_id(self, public_id: str) -> JobRow | None:
+    async def by_public_id(self, public_id: str) -> JobRecord | None:
         record = await self.db.fetchrow("SELECT * FROM jobs WHERE public_id = $1", public_id)
         return None if record is None else _row(record)
 
-    async def page_for_key(self, api_key_id: int, *, before_id: int | None, limit: int) -> list[JobRow]:
+    async def page_for_key(self, api_key_id: int, *, before_id: int | None, limit: int) -> list[JobRecord]:
         records = await self.db.fetch(
             """SELECT * FROM jobs WHERE api_key = $1 AND ($2::bigint IS NULL OR id < $2)
                ORDER BY id DESC LIMIT $3""",
@@ -129,7 +97,7 @@ class JobRepository:
         return int(record["n"])
 
     # transitions --------------------------------------------------------------
-    async def claim(self, job_id: int, *, deadline_seconds: float) -> JobRow | None:
+    async def claim(self, job_id: int, *, deadline_seconds: float) -> JobRecord | None:
         """queued → running, once. None if the job is not queued any more."""
         record = await self.db.fetchrow(
             """UPDATE jobs SET status = 'running', stage = $2, progress = $3, started_at = now(),
@@ -151,7 +119,7 @@ class JobRepository:
             progress,
         )
 
-    async def succeed(self, job_id: int, results: list[StoredImage]) -> JobRow | None:
+    async def succeed(self, job_id: int, results: list[StoredImage]) -> JobRecord | None:
         record = await self.db.fetchrow(
             """UPDATE jobs SET status = 'succeeded', stage = $2, progress = 100, results = $3::jsonb,
                                completed_at = now(),
@@ -163,7 +131,7 @@ class JobRepository:
         )
         return None if record is None else _row(record)
 
-    async def fail(self, job_id: int, *, code: str, message: str) -> JobRow | None:
+    async def fail(self, job_id: int, *, code: str, message: str) -> JobRecord | None:
         """queued|running → failed, once. None if it had already finished."""
         record = await self.db.fetchrow(
             """UPDATE jobs SET status = 'failed', error_code = $2, error_message = $3, completed_at = now(),
@@ -175,7 +143,7 @@ class JobRepository:
         )
         return None if record is None else _row(record)
 
-    async def record_refund(self, job_id: int, amount: int) -> JobRow:
+    async def record_refund(self, job_id: int, amount: int) -> JobRecord:
         record = await self.db.fetchrow(
             "UPDATE jobs SET credits_refunded = $2 WHERE id = $1 RETURNING *", job_id, amount
         )

@@ -27,36 +27,26 @@ from storage.objects import ObjectStore, StorageConfig
 
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
-    sync_wait_seconds: float = 90.0
-    """How long a synchronous submit may wait for its job before answering ``running``."""
-    live_backend: str = "local"
+    """The engine's share of the settings (meanings and defaults: ``gateway/settings.py``,
+    ``docs/configuration.md``); built by ``gateway.wiring`` so defaults live in one place."""
+
+    sync_wait_seconds: float
+    live_backend: str
     """The backend for live keys (test keys always get ``stock``)."""
-    local_backend_delay_seconds: float = 0.0
-    job_deadline_seconds: float = 600
-    requeue_after_seconds: float = 30
-    sweep_interval_seconds: float = 15
-    job_max_retries: int = 3
-    job_retry_min_backoff_ms: int = 1_000
-    job_retry_max_backoff_ms: int = 30_000
-    refund_on: tuple[str, ...] = (
-        "no_image",
-        "quality_check_failed",
-        "model_unavailable",
-        "storage_failed",
-        "internal_error",
-    )
-    presign_ttl_seconds: int = 86_400
-    idempotency_ttl_seconds: int = 86_400
-    idempotency_lock_seconds: int = 120
-    outbound: OutboundPolicy = OutboundPolicy(
-        allow_http=False,
-        allow_hosts=frozenset(),
-        timeout_seconds=10.0,
-        max_redirects=3,
-        max_bytes=15_000_000,
-    )
-    image_limits: ImageLimits = ImageLimits(max_bytes=15_000_000, max_pixels=40_000_000)
-    redis_namespace: str = "tryon"
+    local_backend_delay_seconds: float
+    job_deadline_seconds: float
+    requeue_after_seconds: float
+    sweep_interval_seconds: float
+    job_max_retries: int
+    job_retry_min_backoff_ms: int
+    job_retry_max_backoff_ms: int
+    refund_on: tuple[str, ...]
+    presign_ttl_seconds: int
+    idempotency_ttl_seconds: int
+    idempotency_lock_seconds: int
+    outbound: OutboundPolicy
+    image_limits: ImageLimits
+    redis_namespace: str
     """Prefix of every Redis key and channel (queue, limits, locks, events): deployments or test
     runs sharing one Redis stay apart."""
 

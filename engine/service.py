@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
+import msgspec
 from redis.exceptions import RedisError
 
 from engine import prices
@@ -36,6 +37,7 @@ from engine.models import (
     IdempotencyKey,
     ImageSource,
     JobPage,
+    JobRecord,
     JobStatus,
     JobView,
     StoredImage,
@@ -43,7 +45,6 @@ from engine.models import (
     TryonCommand,
 )
 from engine.outbound import OutboundRefused, check_url
-from engine.repository import JobRow
 from engine.runtime import Runtime
 from storage.errors import StorageError
 
@@ -54,40 +55,12 @@ def new_public_id() -> str:
     return "job_" + secrets.token_hex(12)
 
 
-def present(runtime: Runtime, job: JobRow) -> JobView:
+def present(runtime: Runtime, job: JobRecord) -> JobView:
     """The job as dialects see it, with fresh presigned links for stored images."""
     ttl = runtime.config.presign_ttl_seconds
     result_urls = [runtime.store.presigned_url(image.key, ttl) for image in job.results]
     input_urls = [runtime.store.presigned_url(image.key, ttl) for image in job.inputs]
-    return JobView(
-        id=job.id,
-        public_id=job.public_id,
-        account_id=job.account,
-        api_key_id=job.api_key,
-        dialect=job.dialect,
-        kind=job.kind,
-        mode=job.mode,
-        backend=job.backend,
-        status=job.status,
-        stage=job.stage,
-        progress=job.progress,
-        params=job.params,
-        inputs=job.inputs,
-        results=job.results,
-        error_code=job.error_code,
-        error_message=job.error_message,
-        cost_credits=job.cost_credits,
-        credits_refunded=job.credits_refunded,
-        metadata=job.metadata,
-        seed=job.seed,
-        webhook_url=job.webhook_url,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        completed_at=job.completed_at,
-        duration_ms=job.duration_ms,
-        result_urls=result_urls,
-        input_urls=input_urls,
-    )
+    return JobView(**msgspec.structs.asdict(job), result_urls=result_urls, input_urls=input_urls)
 
 
 # reading --------------------------------------------------------------------------
@@ -117,7 +90,7 @@ async def list_jobs(runtime: Runtime, caller: Caller, *, limit: int, cursor: str
 async def wait_for_job(runtime: Runtime, caller: Caller, public_id: str, timeout: float) -> JobView:
     """Block until the job finishes or ``timeout`` passes, driven by completion events."""
 
-    async def read() -> JobRow:
+    async def read() -> JobRecord:
         job = await runtime.jobs.by_public_id(public_id)
         if job is None or job.api_key != caller.key.id:
             raise NotFound("Job not found")
