@@ -68,15 +68,20 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture(scope="session")
 async def gateway_factory(
-    database_url: str,
     redis_url: str,
     s3: services.S3Endpoint,
     image_host: ImageHost,
     http: aiohttp.ClientSession,
 ) -> AsyncIterator[GatewayFactory]:
+    """Start gateways with setting overrides. Each is its own deployment: its own database and
+    Redis namespace, so one gateway's sweeper never re-sends or expires another's jobs."""
+    await services.check_postgres()
     started: list[RunningGateway] = []
+    databases: list[str] = []
 
     async def start(**overrides: Any) -> RunningGateway:
+        database, database_url = await services.create_database()
+        databases.append(database)
         values: dict[str, Any] = {
             "database_url": database_url,
             "redis_url": redis_url,
@@ -96,6 +101,8 @@ async def gateway_factory(
     yield start
     for gateway in reversed(started):
         await gateway.stop()
+    for database in databases:
+        await services.drop_database(database)
 
 
 @pytest.fixture(scope="session")

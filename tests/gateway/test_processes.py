@@ -49,8 +49,10 @@ class Processes:
 
 @pytest.fixture
 async def processes(
-    database_url: str, redis_url: str, s3: services.S3Endpoint, image_host: ImageHost
+    redis_url: str, s3: services.S3Endpoint, image_host: ImageHost
 ) -> AsyncIterator[Processes]:
+    await services.check_postgres()
+    database, database_url = await services.create_database()
     env = {
         **os.environ,
         "TRYON_DATABASE_URL": database_url,
@@ -72,6 +74,7 @@ async def processes(
         yield group
     finally:
         group.stop_all()
+        await services.drop_database(database)
 
 
 async def wait_ready(http: aiohttp.ClientSession, base: str, child: subprocess.Popen[bytes]) -> None:
