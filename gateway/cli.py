@@ -115,7 +115,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     production_engine_check(settings)
     if args.processes > 1:
         children = [
-            subprocess.Popen([sys.argv[0], "worker", "--processes", "1", "--threads", str(args.threads)])
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway.cli",
+                    "worker",
+                    "--processes",
+                    "1",
+                    "--threads",
+                    str(args.threads),
+                ]
+            )
             for _ in range(args.processes)
         ]
         try:
