@@ -129,12 +129,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
             )
             for _ in range(args.processes)
         ]
-        try:
-            return max(child.wait() for child in children)
-        except KeyboardInterrupt:
+
+        def forward(signum: int, _: object) -> None:
             for child in children:
-                child.send_signal(signal.SIGTERM)
-            return max(child.wait() for child in children)
+                child.send_signal(signum)
+
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGTERM, forward)
+        return max(child.wait() for child in children)
     return run_worker(settings, threads=args.threads, default_engine=PRODUCTION_ENGINE)
 
 

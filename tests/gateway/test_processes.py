@@ -114,7 +114,7 @@ async def test_serve_and_worker_processes_and_a_killed_worker(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     serve = processes.start("serve", "--port", str(port))
-    worker = processes.start("worker", "--threads", "2")
+    worker = processes.start("worker", "--processes", "2", "--threads", "2")
     await wait_ready(http, base, serve)
 
     status, account = await call(
