@@ -29,6 +29,17 @@ class TryonInput(msgspec.Struct, frozen=True, kw_only=True):
     negative_prompt: str | None = None
 
 
+class CatalogInput(msgspec.Struct, frozen=True, kw_only=True):
+    """What a product catalog needs: one validated product photo and how many shots."""
+
+    product: bytes
+    quantity: int
+    """6 or 12 distinct shots."""
+    longest_side: int
+    output_format: OutputFormat = "jpeg"
+    seed: int | None = None
+
+
 class GeneratedImage(msgspec.Struct, frozen=True, kw_only=True):
     data: bytes
     content_type: str
@@ -59,4 +70,8 @@ class Backend(Protocol):
 
     async def tryon(self, request: TryonInput) -> GeneratedImage:
         """Compose the garments onto the person; raise GenerationFailed on a definite failure."""
+        ...
+
+    async def catalog(self, request: CatalogInput) -> list[GeneratedImage]:
+        """Exactly ``request.quantity`` distinct shots of the product, or GenerationFailed."""
         ...
