@@ -13,14 +13,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-from engine.backends.base import GeneratedImage, GenerationFailed, TransientBackendError, TryonInput
+from engine.backends.base import (
+    CatalogInput,
+    GeneratedImage,
+    GenerationFailed,
+    TransientBackendError,
+    TryonInput,
+)
 from engine.completion import publish_finished
 from engine.models import STAGE_PROGRESS, JobRecord, Stage, StoredImage
 from engine.runtime import Runtime
 from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
@@ -50,13 +59,13 @@ async def _stage(runtime: Runtime, job_id: int, stage: Stage) -> None:
     await runtime.jobs.set_stage(job_id, stage, STAGE_PROGRESS[stage])
 
 
-async def _generate_with_retries(runtime: Runtime, job: JobRecord, request: TryonInput) -> GeneratedImage:
-    backend = runtime.backend("stock" if job.mode == "test" else job.backend)
+async def _with_retries(runtime: Runtime, job: JobRecord, call: Callable[[], Awaitable[T]]) -> T:
+    """Call the backend, retrying transient failures with backoff; then ``model_unavailable``."""
     attempts = runtime.config.job_max_retries + 1
     delay = runtime.config.job_retry_min_backoff_ms / 1000
     for attempt in range(1, attempts + 1):
         try:
-            return await backend.tryon(request)
+            return await call()
         except TransientBackendError as exc:
             if attempt == attempts:
                 raise GenerationFailed("model_unavailable") from exc
@@ -85,45 +94,73 @@ async def run_job(runtime: Runtime, job_id: int) -> None:
         log.info("job %s handled in %.2fs", job.public_id, time.monotonic() - started)
 
 
-async def _run_claimed(runtime: Runtime, job: JobRecord) -> None:
-    person_key = next(image.key for image in job.inputs if image.role == "person")
-    garment_keys = [image.key for image in job.inputs if image.role == "garment"]
+async def _read_inputs(runtime: Runtime, job: JobRecord, role: str) -> list[bytes]:
     try:
-        person = await runtime.store.get(person_key)
-        garments = tuple([await runtime.store.get(key) for key in garment_keys])
+        return [await runtime.store.get(image.key) for image in job.inputs if image.role == role]
     except StorageError as exc:
         raise StorageError(f"reading inputs failed: {exc}") from exc
-    await _stage(runtime, job.id, Stage.INPUTS_LOADED)
 
+
+async def _generate(runtime: Runtime, job: JobRecord) -> list[GeneratedImage]:
+    """Load the job's inputs and ask its backend for every result image."""
     params = job.params
-    output_format = params.get("output_format", "png")
-    request = TryonInput(
+    backend = runtime.backend("stock" if job.mode == "test" else job.backend)
+    if job.kind == "catalog":
+        (product,) = await _read_inputs(runtime, job, "product")
+        await _stage(runtime, job.id, Stage.INPUTS_LOADED)
+        catalog = CatalogInput(
+            product=product,
+            quantity=int(params["quantity"]),
+            longest_side=int(params["longest_side"]),
+            output_format=params["output_format"],
+            seed=job.seed,
+        )
+        await _stage(runtime, job.id, Stage.MODEL_CALLED)
+        images = await _with_retries(runtime, job, lambda: backend.catalog(catalog))
+        if len(images) != catalog.quantity:
+            raise GenerationFailed("no_image")
+        return images
+    (person,) = await _read_inputs(runtime, job, "person")
+    garments = await _read_inputs(runtime, job, "garment")
+    await _stage(runtime, job.id, Stage.INPUTS_LOADED)
+    tryon = TryonInput(
         person=person,
-        garments=garments,
+        garments=tuple(garments),
         longest_side=int(params["longest_side"]),
-        output_format=output_format,
+        output_format=params.get("output_format", "png"),
         seed=job.seed,
         prompt=params.get("prompt"),
         style_hint=params.get("style_hint"),
         negative_prompt=params.get("negative_prompt"),
     )
     await _stage(runtime, job.id, Stage.MODEL_CALLED)
-    image = await _generate_with_retries(runtime, job, request)
-    if not image.data:
+    return [await _with_retries(runtime, job, lambda: backend.tryon(tryon))]
+
+
+async def _run_claimed(runtime: Runtime, job: JobRecord) -> None:
+    images = await _generate(runtime, job)
+    if not images or any(not image.data for image in images):
         raise GenerationFailed("no_image")
-
-    content_type = image.content_type
-    key = f"accounts/{job.account}/jobs/{job.public_id}/result.{EXTENSIONS[content_type]}"
-    try:
-        await runtime.store.put(key, image.data, content_type)
-    except StorageError as exc:
-        raise StorageError(f"writing the result failed: {exc}") from exc
+    prefix = f"accounts/{job.account}/jobs/{job.public_id}"
+    results: list[StoredImage] = []
+    for index, image in enumerate(images, start=1):
+        name = "result" if len(images) == 1 else f"result-{index}"
+        key = f"{prefix}/{name}.{EXTENSIONS[image.content_type]}"
+        try:
+            await runtime.store.put(key, image.data, image.content_type)
+        except StorageError as exc:
+            raise StorageError(f"writing the result failed: {exc}") from exc
+        results.append(
+            StoredImage(
+                key=key,
+                role="result",
+                content_type=image.content_type,
+                width=image.width,
+                height=image.height,
+            )
+        )
     await _stage(runtime, job.id, Stage.RESULT_STORED)
-
-    result = StoredImage(
-        key=key, role="result", content_type=content_type, width=image.width, height=image.height
-    )
     async with runtime.db.transaction():
-        finished = await runtime.jobs.succeed(job.id, [result])
+        finished = await runtime.jobs.succeed(job.id, results)
     if finished is not None:
         await publish_finished(runtime.redis, runtime.config.redis_namespace, finished.public_id)

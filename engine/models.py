@@ -73,6 +73,18 @@ class TryonCommand(msgspec.Struct, frozen=True, kw_only=True):
     webhook_url: str | None = None
 
 
+class CatalogCommand(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated product-catalog request: one product photo into ``quantity`` shots."""
+
+    product: ImageSource
+    quantity: int
+    size_label: str
+    longest_side: int
+    output_format: OutputFormat = "jpeg"
+    price_name: str
+    seed: int | None = None
+
+
 class IdempotencyKey(msgspec.Struct, frozen=True, kw_only=True):
     key: str
     fingerprint: str
@@ -81,7 +93,7 @@ class IdempotencyKey(msgspec.Struct, frozen=True, kw_only=True):
 
 class StoredImage(msgspec.Struct, frozen=True, kw_only=True):
     key: str
-    role: Literal["person", "garment", "result", "product"]
+    role: Literal["person", "garment", "product", "result"]
     content_type: str
     width: int
     height: int

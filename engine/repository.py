@@ -91,6 +91,25 @@ class JobRepository:
         )
         return [_row(record) for record in records]
 
+    async def created_counts(self, account_id: int) -> tuple[int, int]:
+        record = await self.db.fetchrow(
+            """SELECT count(*) FILTER (WHERE created_at >= date_trunc('day', now() AT TIME ZONE 'UTC')
+                                                         AT TIME ZONE 'UTC') AS today,
+                      count(*) AS total
+               FROM jobs WHERE account = $1""",
+            account_id,
+        )
+        assert record is not None
+        return int(record["today"]), int(record["total"])
+
+    async def count_unfinished(self, account_id: int) -> int:
+        record = await self.db.fetchrow(
+            "SELECT count(*) AS n FROM jobs WHERE account = $1 AND status IN ('queued', 'running')",
+            account_id,
+        )
+        assert record is not None
+        return int(record["n"])
+
     async def count_for_key(self, api_key_id: int) -> int:
         record = await self.db.fetchrow("SELECT count(*) AS n FROM jobs WHERE api_key = $1", api_key_id)
         assert record is not None

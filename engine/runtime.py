@@ -44,6 +44,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     presign_ttl_seconds: int
     idempotency_ttl_seconds: int
     idempotency_lock_seconds: int
+    concurrency_retry_after_seconds: int
     outbound: OutboundPolicy
     image_limits: ImageLimits
     redis_namespace: str

@@ -14,8 +14,10 @@ import asyncio
 import hashlib
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, Literal
 
 import asyncpg
 import msgspec
@@ -29,16 +31,17 @@ from engine.errors import (
     InsufficientCredits,
     InvalidRequest,
     NotFound,
+    RateLimited,
     ServiceUnavailable,
 )
 from engine.execution import EXTENSIONS
 from engine.inputs import InputImage, load_image_from_base64, load_image_from_url
 from engine.models import (
+    CatalogCommand,
     IdempotencyKey,
     ImageSource,
     JobPage,
     JobRecord,
-    JobStatus,
     JobView,
     StoredImage,
     Submission,
@@ -69,6 +72,19 @@ async def get_job(runtime: Runtime, caller: Caller, public_id: str) -> JobView:
     if job is None or job.api_key != caller.key.id:
         raise NotFound("Job not found")
     return present(runtime, job)
+
+
+async def get_order(runtime: Runtime, caller: Caller, order_id: int) -> JobView:
+    """A job by its integer order number; order numbers are not secret, so only the account's own."""
+    job = await runtime.jobs.get(order_id)
+    if job is None or job.account != caller.account.id:
+        raise NotFound("Order not found")
+    return present(runtime, job)
+
+
+async def orders_created(runtime: Runtime, caller: Caller) -> tuple[int, int]:
+    """(today in UTC, all time) jobs created by the caller's account."""
+    return await runtime.jobs.created_counts(caller.account.id)
 
 
 async def list_jobs(runtime: Runtime, caller: Caller, *, limit: int, cursor: str | None) -> JobPage:
@@ -107,6 +123,19 @@ async def jobs_created(runtime: Runtime, caller: Caller) -> int:
 
 
 # submitting -----------------------------------------------------------------------
+class _JobSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What every kind of job needs to be accepted, whatever the request looked like."""
+
+    kind: str
+    sources: tuple[tuple[Literal["person", "garment", "product"], str, ImageSource], ...]
+    """(role, object name, source) for each input image, in order."""
+    params: dict[str, Any]
+    price_name: str
+    metadata: dict[str, Any] | None = None
+    seed: int | None = None
+    webhook_url: str | None = None
+
+
 async def submit_tryon(
     runtime: Runtime,
     caller: Caller,
@@ -114,12 +143,32 @@ async def submit_tryon(
     idempotency: IdempotencyKey | None,
     *,
     wait_seconds: float | None = None,
+    max_in_progress: int | None = None,
 ) -> Submission:
     """Accept a try-on; with ``wait_seconds``, also wait (events, not polling) for it to finish.
 
     A replayed Idempotency-Key returns the first request's job (and waits on that same job).
     """
-    submission = await _accept_tryon(runtime, caller, command, idempotency)
+    spec = _JobSpec(
+        kind="tryon",
+        sources=(
+            ("person", "person", command.person),
+            *(("garment", f"garment-{index}", source) for index, source in enumerate(command.garments, 1)),
+        ),
+        params={
+            "size_label": command.options.size_label,
+            "longest_side": command.options.longest_side,
+            "output_format": command.options.output_format,
+            "prompt": command.options.prompt,
+            "style_hint": command.options.style_hint,
+            "negative_prompt": command.options.negative_prompt,
+        },
+        price_name=command.price_name,
+        metadata=command.metadata,
+        seed=command.seed,
+        webhook_url=command.webhook_url,
+    )
+    submission = await _accept(runtime, caller, spec, idempotency, max_in_progress)
     if wait_seconds is None or submission.job.status.finished:
         return submission
     job = await wait_for_job(runtime, caller, submission.job.public_id, wait_seconds)
@@ -127,8 +176,31 @@ async def submit_tryon(
     return Submission(job=job, credits_remaining=balance, replayed=submission.replayed)
 
 
-async def _accept_tryon(
-    runtime: Runtime, caller: Caller, command: TryonCommand, idempotency: IdempotencyKey | None
+async def submit_catalog(
+    runtime: Runtime, caller: Caller, command: CatalogCommand, *, max_in_progress: int | None = None
+) -> Submission:
+    """Accept a product catalog of ``command.quantity`` shots."""
+    spec = _JobSpec(
+        kind="catalog",
+        sources=(("product", "product", command.product),),
+        params={
+            "size_label": command.size_label,
+            "longest_side": command.longest_side,
+            "output_format": command.output_format,
+            "quantity": command.quantity,
+        },
+        price_name=command.price_name,
+        seed=command.seed,
+    )
+    return await _accept(runtime, caller, spec, None, max_in_progress)
+
+
+async def _accept(
+    runtime: Runtime,
+    caller: Caller,
+    spec: _JobSpec,
+    idempotency: IdempotencyKey | None,
+    max_in_progress: int | None,
 ) -> Submission:
     if idempotency is not None:
         replay = await _replay(runtime, caller, idempotency)
@@ -137,41 +209,40 @@ async def _accept_tryon(
     async with _idempotency_lock(runtime, caller, idempotency) as replay:
         if replay is not None:
             return replay
-        if command.webhook_url is not None:
-            _check_webhook_url(runtime, command.webhook_url)
-        price = 0 if caller.is_test else prices.price(command.price_name, caller.account.prices)
+        if spec.webhook_url is not None:
+            _check_webhook_url(runtime, spec.webhook_url)
+        price = 0 if caller.is_test else prices.price(spec.price_name, caller.account.prices)
         if not caller.is_test:
             balance = await runtime.ledger.balance(caller.account.id)
             if balance < price or balance < 0:
                 raise InsufficientCredits(required=price, available=max(balance, 0))
 
-        person = await _load(runtime, command.person)
-        garments = await asyncio.gather(*(_load(runtime, source) for source in command.garments))
+        images = await asyncio.gather(*(_load(runtime, source) for _, _, source in spec.sources))
         public_id = new_public_id()
-        stored = await _store_inputs(runtime, caller, public_id, person, list(garments))
+        stored = await _store_inputs(
+            runtime,
+            caller,
+            public_id,
+            [(role, name, image) for (role, name, _), image in zip(spec.sources, images, strict=True)],
+        )
         try:
             async with runtime.db.transaction():
+                if max_in_progress is not None:
+                    await _admit(runtime, caller, max_in_progress)
                 job = await runtime.jobs.insert(
                     public_id=public_id,
                     account_id=caller.account.id,
                     api_key_id=caller.key.id,
                     dialect=caller.key.dialect,
-                    kind="tryon",
+                    kind=spec.kind,
                     mode=caller.key.mode,
                     backend="stock" if caller.is_test else runtime.config.live_backend,
-                    params={
-                        "size_label": command.options.size_label,
-                        "longest_side": command.options.longest_side,
-                        "output_format": command.options.output_format,
-                        "prompt": command.options.prompt,
-                        "style_hint": command.options.style_hint,
-                        "negative_prompt": command.options.negative_prompt,
-                    },
+                    params=spec.params,
                     inputs=stored,
                     cost_credits=price,
-                    metadata=command.metadata,
-                    seed=command.seed,
-                    webhook_url=command.webhook_url,
+                    metadata=spec.metadata,
+                    seed=spec.seed,
+                    webhook_url=spec.webhook_url,
                 )
                 if caller.is_test:
                     balance = await runtime.ledger.balance(caller.account.id)
@@ -194,6 +265,20 @@ async def _accept_tryon(
             raise
         _enqueue(runtime, job.id)
         return Submission(job=present(runtime, job), credits_remaining=balance)
+
+
+async def _admit(runtime: Runtime, caller: Caller, max_in_progress: int) -> None:
+    """Refuse a job while the account already has ``max_in_progress`` unfinished ones.
+
+    Runs in the creating transaction after locking the account row, so concurrent
+    submits of one account (in any process) are counted one after another.
+    """
+    await runtime.ledger.lock_account(caller.account.id)
+    if await runtime.jobs.count_unfinished(caller.account.id) >= max_in_progress:
+        retry = runtime.config.concurrency_retry_after_seconds
+        raise RateLimited(
+            retry_after=retry, limit=max_in_progress, reset=int(time.time()) + retry, scope="concurrent"
+        )
 
 
 def _check_webhook_url(runtime: Runtime, url: str) -> None:
@@ -271,12 +356,12 @@ async def _load(runtime: Runtime, source: ImageSource) -> InputImage:
 
 
 async def _store_inputs(
-    runtime: Runtime, caller: Caller, public_id: str, person: InputImage, garments: list[InputImage]
+    runtime: Runtime,
+    caller: Caller,
+    public_id: str,
+    named: list[tuple[Literal["person", "garment", "product"], str, InputImage]],
 ) -> list[StoredImage]:
     prefix = f"accounts/{caller.account.id}/jobs/{public_id}"
-    named = [("person", "person", person)] + [
-        ("garment", f"garment-{index}", image) for index, image in enumerate(garments, start=1)
-    ]
     stored: list[StoredImage] = []
     try:
         for role, name, image in named:
@@ -285,7 +370,7 @@ async def _store_inputs(
             stored.append(
                 StoredImage(
                     key=key,
-                    role="person" if role == "person" else "garment",
+                    role=role,
                     content_type=image.content_type,
                     width=image.width,
                     height=image.height,
@@ -294,7 +379,3 @@ async def _store_inputs(
     except StorageError as exc:
         raise ServiceUnavailable("Object storage unavailable") from exc
     return stored
-
-
-def is_finished(status: JobStatus) -> bool:
-    return status.finished

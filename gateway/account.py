@@ -17,34 +17,50 @@ from litestar.types import Guard
 
 from dialects.fitinview import errors as fitinview_errors
 from dialects.fitinview import routes as fitinview
-from engine.access import Caller
-from engine.errors import DomainError, Unauthenticated
+from dialects.ftmvai import errors as ftmvai_errors
+from dialects.ftmvai import routes as ftmvai
+from engine.access import Caller, RateVerdict
+from engine.errors import DomainError
 from engine.runtime import Runtime
+from gateway.auth import bearer_token, pinned_dialect
 
 
 @get("/account", opt={"rate": "read"})
 async def account(
     caller: NamedDependency[Caller],
     runtime: NamedDependency[Runtime],
+    rate_verdict: NamedDependency[RateVerdict],
     fitinview_config: NamedDependency[fitinview.FitInViewConfig],
 ) -> Any:
     if caller.dialect == "fitinview":
         return await fitinview.account(runtime, caller, fitinview_config)
-    raise Unauthenticated("This key's dialect is not served yet")
+    return await ftmvai.account(runtime, caller, rate_verdict)
 
 
-def _error(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
-    return fitinview_errors.error_response(exc)
+def _speaks_fitinview(request: Request[Any, Any, Any], host_dialects: dict[str, str]) -> bool:
+    caller = request.state.get("caller") if hasattr(request.state, "get") else None
+    if isinstance(caller, Caller):
+        return caller.dialect == "fitinview"
+    pinned = pinned_dialect(request, host_dialects)
+    if pinned is not None:
+        return pinned == "fitinview"
+    return (bearer_token(request) or "").startswith("fiv_")
 
 
-def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    return fitinview_errors.handle_http_error(request, exc)
+def build_account_router(guards: Sequence[Guard], host_dialects: dict[str, str]) -> Router:
+    def domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+        if _speaks_fitinview(request, host_dialects):
+            return fitinview_errors.error_response(exc)
+        return ftmvai_errors.handle_domain_error(request, exc)
 
+    def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+        if _speaks_fitinview(request, host_dialects):
+            return fitinview_errors.handle_http_error(request, exc)
+        return ftmvai_errors.handle_http_error(request, exc)
 
-def build_account_router(guards: Sequence[Guard]) -> Router:
     return Router(
         path="/api/v1",
         route_handlers=[account],
         guards=list(guards),
-        exception_handlers={DomainError: _error, HTTPException: _http_error},
+        exception_handlers={DomainError: domain_error, HTTPException: http_error},
     )

@@ -16,17 +16,29 @@ from typing import Any
 
 import dramatiq
 from litestar import Litestar, Request, Response
+from litestar.connection import ASGIConnection
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
+from litestar.handlers.base import BaseRouteHandler
 
 from dialects.fitinview import routes as fitinview
+from dialects.ftmvai import routes as ftmvai
 from engine import sweeper
+from engine.access import Caller, RateVerdict
 from engine.runtime import Runtime
 from engine.worker import make_broker, start_worker, sweep_forever
 from gateway import account, health
 from gateway.admin.routes import build_admin_router
 from gateway.auth import authenticate, provide_caller
-from gateway.ratelimit import Window, per_key_limits
+from gateway.ratelimit import (
+    PLANS,
+    Window,
+    apply_plan_limits,
+    hit,
+    per_key_limits,
+    plan_limits,
+    release_reserved_order,
+)
 from gateway.settings import Settings
 from gateway.wiring import DEV_ENGINE, build_runtime
 
@@ -64,7 +76,30 @@ def create_app(
             scope="read", limit=settings.read_rate_limit_per_min, seconds=settings.rate_limit_window_seconds
         ),
     }
-    limits = per_key_limits(runtime.redis, runtime.config.redis_namespace, windows)
+    namespace = runtime.config.redis_namespace
+    limits = per_key_limits(runtime.redis, namespace, windows)
+    ftmvai_limits = plan_limits(runtime.redis, namespace, windows["read"])
+
+    async def shared_limits(
+        connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+    ) -> None:
+        """The shared account route counts as a read in the caller's own dialect."""
+        caller: Caller = connection.state.caller
+        if caller.dialect == "fitinview":
+            connection.state.rate_verdict = await hit(
+                runtime.redis, namespace, str(caller.key.id), windows["read"]
+            )
+        else:
+            await apply_plan_limits(runtime.redis, namespace, windows["read"], connection, "read")
+
+    def provide_rate_verdict(request: Request[Any, Any, Any]) -> RateVerdict:
+        verdict: RateVerdict = request.state.rate_verdict
+        return verdict
+
+    def provide_max_in_progress(request: Request[Any, Any, Any]) -> int:
+        caller: Caller = request.state.caller
+        return PLANS[caller.account.plan].concurrent
+
     fitinview_config = fitinview.FitInViewConfig(rate_limit_per_min=settings.rate_limit_per_min)
 
     @asynccontextmanager
@@ -89,6 +124,7 @@ def create_app(
             broker.close()
             await runtime.close()
 
+    ftmvai_router = ftmvai.build_router(guards=[authenticate(runtime, "ftmvai", pins), ftmvai_limits])
     fitinview_router = fitinview.build_router(
         guards=[authenticate(runtime, "fitinview", pins), limits], dependencies={}
     )
@@ -96,8 +132,9 @@ def create_app(
     app = Litestar(
         route_handlers=[
             fitinview_router,
+            ftmvai_router,
             fitinview.build_public_router(),
-            account.build_account_router([authenticate(runtime, None, pins), limits]),
+            account.build_account_router([authenticate(runtime, None, pins), shared_limits], pins),
             health.healthz,
             health.readyz,
             build_admin_router(settings.admin_token, runtime),
@@ -106,9 +143,12 @@ def create_app(
             "runtime": Provide(lambda: runtime, sync_to_thread=False),
             "fitinview_config": Provide(lambda: fitinview_config, sync_to_thread=False),
             "caller": Provide(provide_caller),
+            "rate_verdict": Provide(provide_rate_verdict, sync_to_thread=False),
+            "max_in_progress": Provide(provide_max_in_progress, sync_to_thread=False),
         },
         exception_handlers={HTTPException: _not_found_or_other},
         lifespan=[lifespan],
+        after_exception=[release_reserved_order(runtime.redis)],
         openapi_config=None,
         request_max_body_size=settings.max_body_bytes,
         debug=False,

@@ -63,3 +63,160 @@ def per_key_limits(redis: aioredis.Redis, namespace: str, windows: dict[str, Win
         connection.state.rate_verdict = await hit(redis, namespace, str(caller.key.id), windows[rate])
 
     return guard
+
+
+# FtmvAI plans -------------------------------------------------------------------------
+class Plan(msgspec.Struct, frozen=True, kw_only=True):
+    """Order creations per UTC hour and day, and orders in progress at once, per account."""
+
+    per_hour: int
+    per_day: int
+    concurrent: int
+
+
+PLANS: dict[str, Plan] = {
+    "free": Plan(per_hour=10, per_day=50, concurrent=1),
+    "paid": Plan(per_hour=100, per_day=1000, concurrent=5),
+}
+
+HOUR = 3600
+DAY = 86_400
+
+
+class OrderReservation(msgspec.Struct, frozen=True, kw_only=True):
+    """Counter keys incremented for an order being created; released if it is not created."""
+
+    keys: tuple[str, ...]
+
+
+def _order_windows(namespace: str, account_id: int, plan: Plan, now: float) -> list[tuple[str, Window, int]]:
+    windows = []
+    for scope, limit, seconds in (("hour", plan.per_hour, HOUR), ("day", plan.per_day, DAY)):
+        start = int(now // seconds) * seconds  # fixed UTC windows: epoch multiples
+        windows.append(
+            (
+                f"{namespace}:orders:{scope}:{account_id}:{start}",
+                Window(scope=scope, limit=limit, seconds=seconds),
+                start,
+            )
+        )
+    return windows
+
+
+def _closest(verdicts: list[RateVerdict]) -> RateVerdict:
+    """The window closest to running out (fewest remaining; then the soonest reset)."""
+    return min(verdicts, key=lambda verdict: (verdict.remaining, verdict.reset))
+
+
+async def reserve_order(
+    redis: aioredis.Redis, namespace: str, account_id: int, plan: Plan, *, now: float | None = None
+) -> tuple[RateVerdict, OrderReservation]:
+    """Count one order creation in the hour and day windows, or refuse it (nothing counted)."""
+    now = time.time() if now is None else now
+    windows = _order_windows(namespace, account_id, plan, now)
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            for key, window, _ in windows:
+                pipe.incr(key)
+                pipe.expire(key, window.seconds + 60)
+            results = await pipe.execute()
+    except RedisError as exc:
+        raise ServiceUnavailable("Rate limiter unavailable") from exc
+    counts = results[0::2]
+    verdicts = [
+        RateVerdict(
+            limit=window.limit,
+            remaining=max(window.limit - count, 0),
+            reset=start + window.seconds,
+            scope=window.scope,
+        )
+        for (_, window, start), count in zip(windows, counts, strict=True)
+    ]
+    reservation = OrderReservation(keys=tuple(key for key, _, _ in windows))
+    exceeded = [verdict for verdict, count in zip(verdicts, counts, strict=True) if count > verdict.limit]
+    if exceeded:
+        await release_order(redis, reservation)
+        worst = max(exceeded, key=lambda verdict: verdict.reset)
+        raise RateLimited(
+            retry_after=max(1, math.ceil(worst.reset - now)),
+            limit=worst.limit,
+            reset=worst.reset,
+            scope=worst.scope,
+        )
+    return _closest(verdicts), reservation
+
+
+async def release_order(redis: aioredis.Redis, reservation: OrderReservation) -> None:
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            for key in reservation.keys:
+                pipe.decr(key)
+            await pipe.execute()
+    except RedisError:
+        pass  # the windows expire on their own; at worst one order too few this hour
+
+
+async def peek_orders(
+    redis: aioredis.Redis, namespace: str, account_id: int, plan: Plan, *, now: float | None = None
+) -> list[RateVerdict]:
+    now = time.time() if now is None else now
+    windows = _order_windows(namespace, account_id, plan, now)
+    try:
+        counts = await redis.mget([key for key, _, _ in windows])
+    except RedisError as exc:
+        raise ServiceUnavailable("Rate limiter unavailable") from exc
+    return [
+        RateVerdict(
+            limit=window.limit,
+            remaining=max(window.limit - int(count or 0), 0),
+            reset=start + window.seconds,
+            scope=window.scope,
+        )
+        for (_, window, start), count in zip(windows, counts, strict=True)
+    ]
+
+
+def plan_limits(redis: aioredis.Redis, namespace: str, read_window: Window) -> Guard:
+    """FtmvAI's limits: order creations per plan (``opt["rate"] == "order"``) or polls (``"read"``).
+
+    Stores the verdict of the window closest to running out in ``state.rate_verdict`` (the
+    dialect renders it as ``X-RateLimit-*``) and, for an order, the reservation that
+    :func:`release_reserved_order` gives back if the order is not created.
+    """
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        await apply_plan_limits(redis, namespace, read_window, connection, handler.opt.get("rate"))
+
+    return guard
+
+
+async def apply_plan_limits(
+    redis: aioredis.Redis,
+    namespace: str,
+    read_window: Window,
+    connection: ASGIConnection[Any, Any, Any, Any],
+    rate: str | None,
+) -> None:
+    caller: Caller = connection.state.caller
+    plan = PLANS[caller.account.plan]
+    if rate == "order":
+        verdict, reservation = await reserve_order(redis, namespace, caller.account.id, plan)
+        connection.state.order_reservation = reservation
+        connection.state.rate_verdict = verdict
+        return
+    verdicts = await peek_orders(redis, namespace, caller.account.id, plan)
+    if rate == "read":
+        verdicts.append(await hit(redis, namespace, str(caller.key.id), read_window))
+    connection.state.rate_verdict = _closest(verdicts)
+
+
+def release_reserved_order(redis: aioredis.Redis) -> Any:
+    """An ``after_exception`` hook: an order that raised was not created, so it does not count."""
+
+    async def hook(_: BaseException, scope: Any) -> None:
+        state = scope.get("state") or {}
+        reservation = state.pop("order_reservation", None)
+        if isinstance(reservation, OrderReservation):
+            await release_order(redis, reservation)
+
+    return hook

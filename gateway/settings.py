@@ -52,6 +52,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_ttl_seconds: int = 86_400
     idempotency_lock_seconds: int = 120
 
+    # FtmvAI behaviour
+    concurrency_retry_after_seconds: int = 10
+
     # inputs and outbound calls
     outbound_allow_http: bool = False
     outbound_allow_hosts: tuple[str, ...] = ()

@@ -31,6 +31,7 @@ def engine_config(settings: Settings, *, default_engine: str = DEV_ENGINE) -> En
         presign_ttl_seconds=settings.presign_ttl_seconds,
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
         idempotency_lock_seconds=settings.idempotency_lock_seconds,
+        concurrency_retry_after_seconds=settings.concurrency_retry_after_seconds,
         outbound=OutboundPolicy(
             allow_http=settings.outbound_allow_http,
             allow_hosts=frozenset(settings.outbound_allow_hosts),

@@ -75,6 +75,9 @@ class LedgerRepository:
     async def set_plan(self, account_id: int, plan: str) -> None:
         await self.db.fetch("UPDATE accounts SET plan = $2 WHERE id = $1", account_id, plan)
 
+    async def lock(self, account_id: int) -> None:
+        await self.db.fetch("SELECT id FROM accounts WHERE id = $1 FOR UPDATE", account_id)
+
     async def take_from_balance(self, account_id: int, amount: int) -> int | None:
         """Subtract ``amount`` unless that would leave the balance below zero.
 

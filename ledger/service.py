@@ -34,6 +34,10 @@ class LedgerService:
             raise NotFound("Account not found")
         return account
 
+    async def lock_account(self, account_id: int) -> None:
+        """Hold the account's row lock until the caller's transaction ends (serialises admissions)."""
+        await self.repo.lock(account_id)
+
     async def mint_key(self, account_id: int, *, mode: KeyMode, name: str) -> MintedKey:
         account = await self.account(account_id)
         if mode == "test" and await self.repo.has_test_key(account_id):

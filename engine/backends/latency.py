@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from engine.backends.base import Backend, GeneratedImage, TryonInput
+from engine.backends.base import Backend, CatalogInput, GeneratedImage, TryonInput
 
 
 class DelayedBackend:
@@ -21,3 +21,7 @@ class DelayedBackend:
     async def tryon(self, request: TryonInput) -> GeneratedImage:
         await asyncio.sleep(self.delay_seconds)
         return await self.inner.tryon(request)
+
+    async def catalog(self, request: CatalogInput) -> list[GeneratedImage]:
+        await asyncio.sleep(self.delay_seconds)
+        return await self.inner.catalog(request)
