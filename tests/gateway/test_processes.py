@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from tests.support import services
-from tests.support.gateway import ADMIN_TOKEN, free_port
+from tests.support.gateway import ADMIN_TOKEN, fixture_b64, free_port
 from tests.support.image_host import ImageHost
 
 CLI = [sys.executable, "-m", "gateway.cli"]
@@ -97,13 +97,14 @@ async def call(http: aiohttp.ClientSession, method: str, url: str, token: str, b
 
 
 async def poll_until(
-    http: aiohttp.ClientSession, url: str, key: str, wanted: set[str], timeout: float
+    http: aiohttp.ClientSession, url: str, key: str, wanted: set[str], timeout: float, status_field: str = ""
 ) -> Any:
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         _, body = await call(http, "GET", url, key)
-        if body["status"] in wanted:
-            return body
+        current = body[status_field] if status_field else body
+        if current["status"] in wanted:
+            return current
         await asyncio.sleep(0.1)
     raise AssertionError(f"{url} never reached {wanted}: {body}")
 
@@ -192,3 +193,59 @@ async def test_serve_refuses_to_bill_gemini_without_a_key(processes: Processes) 
     )
     assert result.returncode != 0
     assert "TRYON_GEMINI_API_KEY" in result.stderr
+
+
+async def test_ftmvai_plan_limits_hold_across_two_gateway_processes(
+    processes: Processes, http: aiohttp.ClientSession
+) -> None:
+    ports = [free_port(), free_port()]
+    bases = [f"http://127.0.0.1:{port}" for port in ports]
+    servers = [processes.start("serve", "--port", str(port)) for port in ports]
+    processes.start("worker", "--threads", "2", TRYON_LOCAL_BACKEND_DELAY_SECONDS="2")
+    for base, server in zip(bases, servers, strict=True):
+        await wait_ready(http, base, server)
+
+    async def free_account_key(mode: str, credits: int) -> str:
+        _, account = await call(
+            http,
+            "POST",
+            bases[0] + "/admin/accounts",
+            ADMIN_TOKEN,
+            {"name": "Free", "dialect": "ftmvai", "plan": "free", "credits": credits},
+        )
+        _, minted = await call(
+            http, "POST", f"{bases[0]}/admin/accounts/{account['id']}/keys", ADMIN_TOKEN, {"mode": mode}
+        )
+        return str(minted["key"])
+
+    order = {
+        "person_image": fixture_b64("person-astronaut.png"),
+        "clothing_image": fixture_b64("garment-shirt-red-stripes.png"),
+    }
+    # one order at a time on the free plan, whichever process each request reaches
+    live = await free_account_key("live", 10)
+    first, second = await asyncio.gather(
+        call(http, "POST", bases[0] + "/api/v1/generate", live, order),
+        call(http, "POST", bases[1] + "/api/v1/generate", live, order),
+    )
+    assert sorted([first[0], second[0]]) == [202, 429], (first, second)
+    refused = first[1] if first[0] == 429 else second[1]
+    assert refused["error"]["details"]["limit"] == "concurrent"
+
+    # ten orders an hour, counted together by both processes
+    test_key = await free_account_key("test", 0)
+    for index in range(10):
+        status, created = await call(http, "POST", bases[index % 2] + "/api/v1/generate", test_key, order)
+        assert status == 202, created
+        await poll_until(
+            http,
+            f"{bases[index % 2]}/api/v1/orders/{created['order_id']}",
+            test_key,
+            {"completed", "failed"},
+            timeout=30,
+            status_field="order",
+        )
+    status, body = await call(http, "POST", bases[1] + "/api/v1/generate", test_key, order)
+    assert status == 429 and body["error"]["details"]["limit"] == "hour"
+    status, body = await call(http, "POST", bases[0] + "/api/v1/generate", test_key, order)
+    assert status == 429

@@ -27,7 +27,13 @@ async def test_each_dialect_gets_its_own_account_shape(gateway: RunningGateway) 
     assert headers["X-RateLimit-Limit"] == str(body["rate_limit"]["limit"])
     status, fiv, headers = await gateway.request("GET", "/api/v1/account", key=fiv_key)
     assert status == 200
-    assert set(fiv) == {"name", "credits_remaining", "rate_limit_per_min", "total_calls", "tryon_cost_credits"}
+    assert set(fiv) == {
+        "name",
+        "credits_remaining",
+        "rate_limit_per_min",
+        "total_calls",
+        "tryon_cost_credits",
+    }
     assert "X-RateLimit-Limit" not in headers
 
     await gateway.request("POST", "/api/v1/generate", key=ftm_key, json=tryon_body())
@@ -70,7 +76,9 @@ async def test_free_plan_hourly_limit(gateway: RunningGateway) -> None:
     account_id = await gateway.new_account(dialect="ftmvai", credits=0, plan="free")
     key = (await gateway.new_key(account_id, "test"))["key"]
     for expected_remaining in range(9, -1, -1):
-        status, created, headers = await gateway.request("POST", "/api/v1/generate", key=key, json=tryon_body())
+        status, created, headers = await gateway.request(
+            "POST", "/api/v1/generate", key=key, json=tryon_body()
+        )
         assert status == 202, created
         assert headers["X-RateLimit-Remaining"] == str(expected_remaining)
         await poll(gateway, key, created["order_id"])

@@ -64,10 +64,10 @@ async def test_javascript_example(gateway: RunningGateway, tmp_path: Path) -> No
         pytest.fail("Node.js is needed to run the document's JavaScript example", pytrace=False)
     _, key = await gateway.account_with_key(dialect="ftmvai", credits=10)
     (tmp_path / "example.js").write_text(adapt(example("JavaScript (Node.js)"), gateway, key))
-    has_node_fetch = (
-        subprocess.run([node, "-e", "require.resolve('node-fetch')"], cwd=tmp_path, capture_output=True).returncode
-        == 0
+    probe = await asyncio.to_thread(
+        subprocess.run, [node, "-e", "require.resolve('node-fetch')"], cwd=tmp_path, capture_output=True
     )
+    has_node_fetch = probe.returncode == 0
     if not has_node_fetch:
         # Node.js 18+ has fetch built in; stand it in for the missing package.
         shim = tmp_path / "node_modules" / "node-fetch"

@@ -59,7 +59,13 @@ async def test_virtual_tryon_defaults_to_high_quality_jpg(gateway: RunningGatewa
     status, created, headers = await gateway.request("POST", "/api/v1/generate", key=key, json=tryon_body())
     assert status == 202, created
     assert set(created) == {
-        "success", "order_id", "status", "credits_used", "message", "estimated_time", "created_at",
+        "success",
+        "order_id",
+        "status",
+        "credits_used",
+        "message",
+        "estimated_time",
+        "created_at",
     }
     assert created["success"] is True and created["status"] == "pending"
     assert isinstance(created["order_id"], int) and created["credits_used"] == 1
@@ -159,7 +165,9 @@ BAD = [
 
 
 @pytest.mark.parametrize(("changes", "field"), BAD)
-async def test_invalid_requests_are_400_and_free(gateway: RunningGateway, changes: dict[str, Any], field: str) -> None:
+async def test_invalid_requests_are_400_and_free(
+    gateway: RunningGateway, changes: dict[str, Any], field: str
+) -> None:
     account_id, key = await gateway.account_with_key(dialect="ftmvai", credits=10)
     body = tryon_body() | changes
     status, answer, headers = await gateway.request("POST", "/api/v1/generate", key=key, json=body)
@@ -174,7 +182,9 @@ async def test_invalid_requests_are_400_and_free(gateway: RunningGateway, change
 @pytest.mark.parametrize("quantity", [7, 0, "6", None, True])
 async def test_catalog_quantity_must_be_6_or_12(gateway: RunningGateway, quantity: Any) -> None:
     _, key = await gateway.account_with_key(dialect="ftmvai", credits=100)
-    status, answer, _ = await gateway.request("POST", "/api/v1/generate", key=key, json=catalog_body(quantity))
+    status, answer, _ = await gateway.request(
+        "POST", "/api/v1/generate", key=key, json=catalog_body(quantity)
+    )
     assert status == 400 and answer["error"]["code"] == "INVALID_REQUEST"
     assert "quantity" in answer["error"]["message"]
 
