@@ -261,6 +261,7 @@ def _banner(base: str, settings: Settings, demo: dict[str, Any]) -> str:
             "",
             "try:",
             f"  curl -s {base}/api/v1/account -H 'Authorization: Bearer {fiv['live_key']}'",
+            f"  curl -s {base}/api/v1/account -H 'Authorization: Bearer {ftm['live_key']}'",
             "",
         ]
     )
