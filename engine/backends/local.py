@@ -1,5 +1,7 @@
 """``local``: an offline try-on composite made with Pillow, for development and demos.
 
+Catalog jobs turn one product photo into 6 or 12 shots (:mod:`engine.backends.catalog`).
+
 No model: each garment is cut out of its plain background
 (:mod:`engine.backends.cutout`), scaled to the person's body and laid over it —
 tops over the torso below the face, bottoms below them, a third piece at the
@@ -14,7 +16,8 @@ import asyncio
 
 from PIL import Image
 
-from engine.backends.base import GeneratedImage, GenerationFailed, TryonInput
+from engine.backends.base import CatalogInput, GeneratedImage, GenerationFailed, TryonInput
+from engine.backends.catalog import QUANTITIES, render_catalog
 from engine.backends.cutout import cut_out
 from engine.imaging import content_type_for, encode, fit_longest_side, open_image
 
@@ -81,3 +84,23 @@ class LocalBackend:
             width=image.width,
             height=image.height,
         )
+
+    async def catalog(self, request: CatalogInput) -> list[GeneratedImage]:
+        if request.quantity not in QUANTITIES:
+            raise ValueError(f"a catalog has 6 or 12 shots, not {request.quantity}")
+        return await asyncio.to_thread(self._catalog, request)
+
+    def _catalog(self, request: CatalogInput) -> list[GeneratedImage]:
+        try:
+            images = render_catalog(request.product, request.quantity, request.longest_side, request.seed)
+        except OSError as exc:
+            raise GenerationFailed(f"undecodable input: {exc}", code="internal_error") from exc
+        return [
+            GeneratedImage(
+                data=encode(image, request.output_format),
+                content_type=content_type_for(request.output_format),
+                width=image.width,
+                height=image.height,
+            )
+            for image in images
+        ]

@@ -12,10 +12,11 @@ import functools
 
 from PIL import Image, ImageDraw
 
-from engine.backends.base import GeneratedImage, TryonInput
+from engine.backends.base import CatalogInput, GeneratedImage, TryonInput
 from engine.imaging import content_type_for, encode, fit_longest_side
 
 BASE_SIZE = 1024
+CATALOG_QUANTITIES = (6, 12)
 
 
 @functools.cache
@@ -49,6 +50,15 @@ def stock_image() -> Image.Image:
     return image
 
 
+def stock_shot(number: int, total: int) -> Image.Image:
+    """The stock picture with a shot badge, so the images of a stock catalog are distinct."""
+    image = stock_image().copy()
+    draw = ImageDraw.Draw(image)
+    draw.rounded_rectangle((BASE_SIZE - 300, 40, BASE_SIZE - 40, 130), radius=18, fill=(30, 30, 40))
+    draw.text((BASE_SIZE - 276, 58), f"SHOT {number}/{total}", fill=(240, 240, 240), font_size=48)
+    return image
+
+
 class StockBackend:
     name = "stock"
 
@@ -63,3 +73,22 @@ class StockBackend:
             width=image.width,
             height=image.height,
         )
+
+    async def catalog(self, request: CatalogInput) -> list[GeneratedImage]:
+        if request.quantity not in CATALOG_QUANTITIES:
+            raise ValueError(f"a catalog has 6 or 12 shots, not {request.quantity}")
+        return await asyncio.to_thread(self._catalog, request)
+
+    def _catalog(self, request: CatalogInput) -> list[GeneratedImage]:
+        results = []
+        for number in range(1, request.quantity + 1):
+            image = fit_longest_side(stock_shot(number, request.quantity), request.longest_side)
+            results.append(
+                GeneratedImage(
+                    data=encode(image, request.output_format),
+                    content_type=content_type_for(request.output_format),
+                    width=image.width,
+                    height=image.height,
+                )
+            )
+        return results
