@@ -11,12 +11,16 @@ Failures carry the words and refund rule of DECISIONS.md:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import msgspec
 
 from engine.backends.base import (
+    Backend,
     CatalogInput,
     GeneratedImage,
     GenerationFailed,
@@ -25,7 +29,9 @@ from engine.backends.base import (
 )
 from engine.completion import publish_finished
 from engine.models import STAGE_PROGRESS, JobRecord, Stage, StoredImage
+from engine.quality import check_result_async
 from engine.runtime import Runtime
+from engine.suspension import note_content_blocked
 from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -52,6 +58,8 @@ async def fail_job(runtime: Runtime, job_id: int, *, code: str, message: str) ->
                 job = await runtime.jobs.record_refund(job.id, refunded)
     await publish_finished(runtime.redis, runtime.config.redis_namespace, job.public_id)
     log.info("job %s failed: %s / %s", job.public_id, code, message)
+    if code == "generation_failed" and message == "content_blocked" and job.mode == "live":
+        await note_content_blocked(runtime, job.api_key)
     return job
 
 
@@ -101,46 +109,123 @@ async def _read_inputs(runtime: Runtime, job: JobRecord, role: str) -> list[byte
         raise StorageError(f"reading inputs failed: {exc}") from exc
 
 
-async def _generate(runtime: Runtime, job: JobRecord) -> list[GeneratedImage]:
-    """Load the job's inputs and ask its backend for every result image."""
-    params = job.params
-    backend = runtime.backend("stock" if job.mode == "test" else job.backend)
+class _Inputs(msgspec.Struct, frozen=True, kw_only=True):
+    person: bytes | None = None
+    garments: tuple[bytes, ...] = ()
+    product: bytes | None = None
+
+
+async def _load_inputs(runtime: Runtime, job: JobRecord) -> _Inputs:
     if job.kind == "catalog":
         (product,) = await _read_inputs(runtime, job, "product")
-        await _stage(runtime, job.id, Stage.INPUTS_LOADED)
+        inputs = _Inputs(product=product)
+    else:
+        (person,) = await _read_inputs(runtime, job, "person")
+        inputs = _Inputs(person=person, garments=tuple(await _read_inputs(runtime, job, "garment")))
+    await _stage(runtime, job.id, Stage.INPUTS_LOADED)
+    return inputs
+
+
+def derived_seed(seed: int | None, attempt: int) -> int | None:
+    """The seed for a quality retry: derived from the caller's, which stays the one echoed."""
+    if attempt == 1:
+        return seed
+    digest = hashlib.sha256(f"{seed if seed is not None else 'none'}:{attempt}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 2**31
+
+
+async def _generate(
+    runtime: Runtime, job: JobRecord, backend: Backend, inputs: _Inputs, seed: int | None
+) -> list[GeneratedImage]:
+    """Ask the job's backend for every result image."""
+    params = job.params
+    if job.kind == "catalog":
+        assert inputs.product is not None
         catalog = CatalogInput(
-            product=product,
+            product=inputs.product,
             quantity=int(params["quantity"]),
             longest_side=int(params["longest_side"]),
             output_format=params["output_format"],
-            seed=job.seed,
+            seed=seed,
         )
-        await _stage(runtime, job.id, Stage.MODEL_CALLED)
         images = await _with_retries(runtime, job, lambda: backend.catalog(catalog))
         if len(images) != catalog.quantity:
             raise GenerationFailed("no_image")
         return images
-    (person,) = await _read_inputs(runtime, job, "person")
-    garments = await _read_inputs(runtime, job, "garment")
-    await _stage(runtime, job.id, Stage.INPUTS_LOADED)
+    assert inputs.person is not None
     tryon = TryonInput(
-        person=person,
-        garments=tuple(garments),
+        person=inputs.person,
+        garments=inputs.garments,
         longest_side=int(params["longest_side"]),
         output_format=params.get("output_format", "png"),
-        seed=job.seed,
+        seed=seed,
         prompt=params.get("prompt"),
         style_hint=params.get("style_hint"),
         negative_prompt=params.get("negative_prompt"),
     )
-    await _stage(runtime, job.id, Stage.MODEL_CALLED)
     return [await _with_retries(runtime, job, lambda: backend.tryon(tryon))]
 
 
+def _backend_report(backend: Backend) -> dict[str, Any]:
+    """What the backend said about its last call (model version, tokens, latency), if anything."""
+    if backend.name != "gemini":
+        return {"backend": backend.name}
+    from engine.backends.gemini import LAST_REPORT
+
+    report = LAST_REPORT.get()
+    return {"backend": backend.name, **(msgspec.structs.asdict(report) if report is not None else {})}
+
+
+async def _gate(
+    runtime: Runtime, job: JobRecord, inputs: _Inputs, images: list[GeneratedImage]
+) -> str | None:
+    """The first quality-gate failure among the results (None: all pass)."""
+    stock = job.mode == "test"
+    for index, image in enumerate(images, start=1):
+        verdict = await check_result_async(
+            image.data,
+            longest_side=int(job.params["longest_side"]),
+            person=None if stock else inputs.person,
+            content=not stock,
+            thresholds=runtime.config.quality,
+        )
+        if not verdict.ok:
+            return verdict.reason if len(images) == 1 else f"image {index}: {verdict.reason}"
+    return None
+
+
+async def _generate_passing(runtime: Runtime, job: JobRecord) -> list[GeneratedImage]:
+    """Generate, check every result, and try once more with a derived seed if the check fails."""
+    inputs = await _load_inputs(runtime, job)
+    backend = runtime.backend("stock" if job.mode == "test" else job.backend)
+    await _stage(runtime, job.id, Stage.MODEL_CALLED)
+    attempts: list[dict[str, Any]] = []
+    for attempt in (1, 2):
+        seed = derived_seed(job.seed, attempt)
+        started = time.monotonic()
+        try:
+            images = await _generate(runtime, job, backend, inputs, seed)
+        finally:
+            attempts.append(
+                {"attempt": attempt, "seed": seed, "seconds": round(time.monotonic() - started, 3)}
+                | _backend_report(backend)
+            )
+            await runtime.jobs.add_report(job.id, {"generations": attempts})
+        if not images or any(not image.data for image in images):
+            raise GenerationFailed("no_image")
+        failure = await _gate(runtime, job, inputs, images)
+        attempts[-1]["quality"] = failure or "passed"
+        await runtime.jobs.add_report(job.id, {"generations": attempts})
+        if failure is None:
+            return images
+        log.warning(
+            "job %s: result failed the quality gate (%s), attempt %d", job.public_id, failure, attempt
+        )
+    raise GenerationFailed("quality_check_failed")
+
+
 async def _run_claimed(runtime: Runtime, job: JobRecord) -> None:
-    images = await _generate(runtime, job)
-    if not images or any(not image.data for image in images):
-        raise GenerationFailed("no_image")
+    images = await _generate_passing(runtime, job)
     prefix = f"accounts/{job.account}/jobs/{job.public_id}"
     results: list[StoredImage] = []
     for index, image in enumerate(images, start=1):

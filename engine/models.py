@@ -131,6 +131,7 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     completed_at: datetime | None
     deadline_at: datetime | None
     duration_ms: int | None
+    report: dict[str, Any] = {}
 
 
 class JobView(JobRecord, frozen=True, kw_only=True):

@@ -15,7 +15,7 @@ import msgspec
 from engine.models import JobRecord, Stage, StoredImage
 from ledger.database import Database
 
-_JSON_COLUMNS = ("params", "inputs", "results", "metadata")
+_JSON_COLUMNS = ("params", "inputs", "results", "metadata", "report")
 
 
 def _row(record: dict[str, Any]) -> JobRecord:
@@ -136,6 +136,12 @@ class JobRepository:
             job_id,
             stage.value,
             progress,
+        )
+
+    async def add_report(self, job_id: int, report: dict[str, Any]) -> None:
+        """Merge ``report`` into the job's generation report (ops data; never shown to callers)."""
+        await self.db.fetch(
+            "UPDATE jobs SET report = report || $2::jsonb WHERE id = $1", job_id, _json(report)
         )
 
     async def succeed(self, job_id: int, results: list[StoredImage]) -> JobRecord | None:

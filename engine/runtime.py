@@ -10,6 +10,7 @@ variables itself.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import aiohttp
 import msgspec
@@ -20,10 +21,14 @@ from engine.backends.latency import DelayedBackend
 from engine.completion import CompletionHub
 from engine.inputs import ImageLimits
 from engine.outbound import OutboundPolicy, make_session
+from engine.quality import QualityThresholds
 from engine.repository import JobRepository
 from ledger.database import Database
 from ledger.service import LedgerService
 from storage.objects import ObjectStore, StorageConfig
+
+if TYPE_CHECKING:  # the Gemini SDK loads only in processes that use it
+    from engine.backends.gemini import GeminiConfig
 
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,9 +50,14 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_ttl_seconds: int
     idempotency_lock_seconds: int
     concurrency_retry_after_seconds: int
+    content_blocked_suspend_after: int
+    content_blocked_window_seconds: int
     outbound: OutboundPolicy
     image_limits: ImageLimits
     redis_namespace: str
+    quality: QualityThresholds
+    gemini: GeminiConfig | None = None
+    """Set when live keys (or any caller) may use the ``gemini`` backend."""
     """Prefix of every Redis key and channel (queue, limits, locks, events): deployments or test
     runs sharing one Redis stay apart."""
 
@@ -106,7 +116,7 @@ class Runtime:
 
     def backend(self, name: str) -> Backend:
         if name not in self._backends:
-            backend = build_backend(name)
+            backend = build_backend(name, gemini=self.config.gemini)
             if name == "local" and self.config.local_backend_delay_seconds > 0:
                 backend = DelayedBackend(backend, self.config.local_backend_delay_seconds)
             self._backends[name] = backend

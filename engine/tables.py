@@ -41,6 +41,7 @@ class Job(Table, tablename="jobs"):
     completed_at = Timestamptz(null=True)
     deadline_at = Timestamptz(null=True)
     duration_ms = Integer(null=True)
+    report = JSONB()
 
 
 class IdempotencyRecord(Table, tablename="idempotency_keys"):
@@ -112,6 +113,14 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
                 created_at timestamptz NOT NULL DEFAULT now(),
                 UNIQUE (api_key, key)
             )""",
+        ],
+    ),
+    (
+        "engine_0002_job_generation_report",
+        [
+            # What ops need about each generation: model version, tokens, latency, prompt
+            # version, quality-gate verdicts. Free-form on purpose: it differs per backend.
+            "ALTER TABLE jobs ADD COLUMN report jsonb NOT NULL DEFAULT '{}'",
         ],
     ),
 ]

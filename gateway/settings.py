@@ -41,6 +41,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_token: str = ""
     engine: str = ""
     gemini_api_key: str = ""
+    gemini_model: str = "gemini-3-pro-image-preview"
+    gemini_base_url: str = ""
+    gemini_timeout_seconds: float = 120.0
+    gemini_retry_attempts: int = 4
+    gemini_retry_initial_delay_seconds: float = 1.0
+    gemini_retry_max_delay_seconds: float = 30.0
+    gemini_catalog_concurrency: int = 4
     host_dialects: tuple[str, ...] = ()
     log_level: str = "info"
 
@@ -78,6 +85,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     job_max_retries: int = 3
     job_retry_min_backoff_ms: int = 1_000
     job_retry_max_backoff_ms: int = 30_000
+    quality_min_stddev: float = 6.0
+    quality_size_tolerance: float = 0.02
+    quality_face_position_tolerance: float = 0.08
+    quality_face_max_hash_distance: int = 18
+    content_blocked_suspend_after: int = 5
+    content_blocked_window_seconds: int = 3600
     refund_on: tuple[str, ...] = (
         "no_image",
         "quality_check_failed",

@@ -6,8 +6,11 @@ gateway; the engine receives plain values.
 
 from __future__ import annotations
 
+from typing import Any
+
 from engine.inputs import ImageLimits
 from engine.outbound import OutboundPolicy
+from engine.quality import QualityThresholds
 from engine.runtime import EngineConfig, Runtime
 from gateway.settings import Settings
 from storage.objects import StorageConfig
@@ -16,10 +19,30 @@ DEV_ENGINE = "local"
 PRODUCTION_ENGINE = "gemini"
 
 
+def gemini_config(settings: Settings, engine: str) -> Any:
+    """The Gemini backend's settings, when that backend is in use (imports its SDK only then)."""
+    if engine != "gemini" and not settings.gemini_api_key:
+        return None
+    from engine.backends.gemini import GeminiConfig
+
+    return GeminiConfig(
+        api_key=settings.gemini_api_key,
+        model=settings.gemini_model,
+        base_url=settings.gemini_base_url or None,
+        timeout_seconds=settings.gemini_timeout_seconds,
+        retry_attempts=settings.gemini_retry_attempts,
+        retry_initial_delay=settings.gemini_retry_initial_delay_seconds,
+        retry_max_delay=settings.gemini_retry_max_delay_seconds,
+        catalog_concurrency=settings.gemini_catalog_concurrency,
+    )
+
+
 def engine_config(settings: Settings, *, default_engine: str = DEV_ENGINE) -> EngineConfig:
+    engine = settings.engine or default_engine
     return EngineConfig(
+        gemini=gemini_config(settings, engine),
         sync_wait_seconds=settings.sync_wait_seconds,
-        live_backend=settings.engine or default_engine,
+        live_backend=engine,
         local_backend_delay_seconds=settings.local_backend_delay_seconds,
         job_deadline_seconds=settings.job_deadline_seconds,
         requeue_after_seconds=settings.requeue_after_seconds,
@@ -32,6 +55,14 @@ def engine_config(settings: Settings, *, default_engine: str = DEV_ENGINE) -> En
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
         idempotency_lock_seconds=settings.idempotency_lock_seconds,
         concurrency_retry_after_seconds=settings.concurrency_retry_after_seconds,
+        content_blocked_suspend_after=settings.content_blocked_suspend_after,
+        quality=QualityThresholds(
+            min_stddev=settings.quality_min_stddev,
+            size_tolerance=settings.quality_size_tolerance,
+            face_position_tolerance=settings.quality_face_position_tolerance,
+            face_max_hash_distance=settings.quality_face_max_hash_distance,
+        ),
+        content_blocked_window_seconds=settings.content_blocked_window_seconds,
         outbound=OutboundPolicy(
             allow_http=settings.outbound_allow_http,
             allow_hosts=frozenset(settings.outbound_allow_hosts),
