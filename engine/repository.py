@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from engine.models import JobRecord, Stage, StoredImage
+from engine.models import STAGE_PROGRESS, JobRecord, Stage, StoredImage
 from ledger.database import Database
 
 _JSON_COLUMNS = ("params", "inputs", "results", "metadata", "report")
@@ -125,7 +125,7 @@ class JobRepository:
                WHERE id = $1 AND status = 'queued' RETURNING *""",
             job_id,
             Stage.STARTED.value,
-            0,
+            STAGE_PROGRESS[Stage.STARTED],
             deadline_seconds,
         )
         return None if record is None else _row(record)

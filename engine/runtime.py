@@ -10,9 +10,10 @@ variables itself.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import dramatiq
 import msgspec
 import redis.asyncio as aioredis
 
@@ -83,6 +84,8 @@ class Runtime:
         self._http: aiohttp.ClientSession | None = None
         self.job_sender: Callable[[int], object] | None = None
         """Sends ``job.submitted`` for a job id; set when the actors are declared on a broker."""
+        self.payment_event_sender: Callable[[int], object] | None = None
+        self.webhook_sender: dramatiq.Actor[..., Any] | None = None
         self._started_hub = False
 
     async def start(self, *, listen_for_completions: bool = True) -> None:
