@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from engine import webhooks
 from engine.backends.base import (
     Backend,
     CatalogInput,
@@ -40,6 +41,13 @@ T = TypeVar("T")
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
+async def _announce(runtime: Runtime, job: JobRecord, webhook_event: int | None) -> None:
+    """After the finishing commit: wake sync waiters, and send the job's webhook (if it has one)."""
+    await publish_finished(runtime.redis, runtime.config.redis_namespace, job.public_id)
+    if webhook_event is not None:
+        webhooks.schedule(runtime, webhook_event)
+
+
 def should_refund(runtime: Runtime, code: str, reason: str) -> bool:
     rules = runtime.config.refund_on
     return reason in rules or code in rules
@@ -56,7 +64,8 @@ async def fail_job(runtime: Runtime, job_id: int, *, code: str, message: str) ->
             refunded = await runtime.ledger.refund_job(job.account, job.id, reason=f"{code}: {message}")
             if refunded:
                 job = await runtime.jobs.record_refund(job.id, refunded)
-    await publish_finished(runtime.redis, runtime.config.redis_namespace, job.public_id)
+        event = await webhooks.record_event(runtime, job, None)
+    await _announce(runtime, job, event)
     log.info("job %s failed: %s / %s", job.public_id, code, message)
     if code == "generation_failed" and message == "content_blocked" and job.mode == "live":
         await note_content_blocked(runtime, job.api_key)
@@ -247,5 +256,9 @@ async def _run_claimed(runtime: Runtime, job: JobRecord) -> None:
     await _stage(runtime, job.id, Stage.RESULT_STORED)
     async with runtime.db.transaction():
         finished = await runtime.jobs.succeed(job.id, results)
+        event = None
+        if finished is not None:
+            result_url = runtime.store.presigned_url(results[0].key, runtime.config.presign_ttl_seconds)
+            event = await webhooks.record_event(runtime, finished, result_url)
     if finished is not None:
-        await publish_finished(runtime.redis, runtime.config.redis_namespace, finished.public_id)
+        await _announce(runtime, finished, event)

@@ -28,8 +28,9 @@ from ledger.database import Database
 from ledger.service import LedgerService
 from storage.objects import ObjectStore, StorageConfig
 
-if TYPE_CHECKING:  # the Gemini SDK loads only in processes that use it
+if TYPE_CHECKING:
     from engine.backends.gemini import GeminiConfig
+    from engine.webhooks import WebhookConfig  # the Gemini SDK loads only in processes that use it
 
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,6 +58,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     image_limits: ImageLimits
     redis_namespace: str
     quality: QualityThresholds
+    webhooks: WebhookConfig
     gemini: GeminiConfig | None = None
     """Set when live keys (or any caller) may use the ``gemini`` backend."""
     """Prefix of every Redis key and channel (queue, limits, locks, events): deployments or test

@@ -13,6 +13,7 @@ import logging
 
 import msgspec
 
+from engine import webhooks
 from engine.execution import fail_job
 from engine.runtime import Runtime
 
@@ -32,6 +33,9 @@ async def sweep(runtime: Runtime) -> SweepReport:
     for job_id in await runtime.jobs.past_deadline():
         if await fail_job(runtime, job_id, code="internal_error", message="worker lost or deadline exceeded"):
             expired.append(job_id)
+    resent_webhooks = await webhooks.stalled_events(runtime)
+    if resent_webhooks:
+        log.warning("sweeper re-sent %d stalled webhook event(s)", len(resent_webhooks))
     if requeued or expired:
         log.warning(
             "sweeper re-sent %d queued job(s), expired %d running job(s)", len(requeued), len(expired)

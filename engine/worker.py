@@ -28,7 +28,7 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
-from engine import actors
+from engine import actors, webhooks
 from engine.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ def make_broker(runtime: Runtime, *, shared_loop: asyncio.AbstractEventLoop | No
         ],
     )
     actors.declare(broker, runtime)
+    webhooks.declare_actors(broker, runtime)
     return broker
 
 

@@ -59,6 +59,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_ttl_seconds: int = 86_400
     idempotency_lock_seconds: int = 120
 
+    # webhooks and payments
+    webhook_backoff_scale: float = 1.0
+    webhook_timeout_seconds: float = 10.0
+    stripe_api_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_base_url: str = ""
+
     # FtmvAI behaviour
     concurrency_retry_after_seconds: int = 10
 

@@ -12,6 +12,7 @@ from engine.inputs import ImageLimits
 from engine.outbound import OutboundPolicy
 from engine.quality import QualityThresholds
 from engine.runtime import EngineConfig, Runtime
+from engine.webhooks import WebhookConfig
 from gateway.settings import Settings
 from storage.objects import StorageConfig
 
@@ -41,6 +42,9 @@ def engine_config(settings: Settings, *, default_engine: str = DEV_ENGINE) -> En
     engine = settings.engine or default_engine
     return EngineConfig(
         gemini=gemini_config(settings, engine),
+        webhooks=WebhookConfig(
+            backoff_scale=settings.webhook_backoff_scale, timeout_seconds=settings.webhook_timeout_seconds
+        ),
         sync_wait_seconds=settings.sync_wait_seconds,
         live_backend=engine,
         local_backend_delay_seconds=settings.local_backend_delay_seconds,

@@ -37,6 +37,7 @@ from gateway.admin.schemas import (
     KeyCreated,
     KeyState,
 )
+from gateway.admin.webhooks import build_webhook_admin_routes
 from gateway.auth import bearer_token
 
 T = TypeVar("T")
@@ -129,7 +130,15 @@ def build_admin_router(admin_token: str, runtime: NamedDependency[Runtime]) -> R
 
     return Router(
         path="/admin",
-        route_handlers=[create_account, get_account, create_key, grant_credits, disable_key, enable_key],
+        route_handlers=[
+            create_account,
+            get_account,
+            create_key,
+            grant_credits,
+            disable_key,
+            enable_key,
+            *build_webhook_admin_routes(),
+        ],
         guards=[require_admin],
         dependencies={"runtime": Provide(lambda: runtime, sync_to_thread=False)},
         exception_handlers={DomainError: _domain_error, HTTPException: _http_error},

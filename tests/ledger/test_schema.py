@@ -7,10 +7,13 @@ import pytest
 from piccolo.table import Table
 
 from engine.tables import TABLES as ENGINE_TABLES
+from engine.webhooks import TABLES as WEBHOOK_TABLES
 from ledger.tables import TABLES as LEDGER_TABLES
 
 
-@pytest.mark.parametrize("table", LEDGER_TABLES + ENGINE_TABLES, ids=lambda t: t._meta.tablename)
+@pytest.mark.parametrize(
+    "table", LEDGER_TABLES + ENGINE_TABLES + WEBHOOK_TABLES, ids=lambda t: t._meta.tablename
+)
 async def test_table_columns_match_the_database(database_url: str, table: type[Table]) -> None:
     connection = await asyncpg.connect(database_url)
     try:
