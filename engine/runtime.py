@@ -22,6 +22,7 @@ from engine.backends.latency import DelayedBackend
 from engine.completion import CompletionHub
 from engine.inputs import ImageLimits
 from engine.outbound import OutboundPolicy, make_session
+from engine.payments import PaymentsConfig
 from engine.quality import QualityThresholds
 from engine.repository import JobRepository
 from ledger.database import Database
@@ -59,6 +60,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     redis_namespace: str
     quality: QualityThresholds
     webhooks: WebhookConfig
+    payments: PaymentsConfig
     gemini: GeminiConfig | None = None
     """Set when live keys (or any caller) may use the ``gemini`` backend."""
     """Prefix of every Redis key and channel (queue, limits, locks, events): deployments or test

@@ -13,7 +13,7 @@ import logging
 
 import msgspec
 
-from engine import webhooks
+from engine import payments, webhooks
 from engine.execution import fail_job
 from engine.runtime import Runtime
 
@@ -34,6 +34,7 @@ async def sweep(runtime: Runtime) -> SweepReport:
         if await fail_job(runtime, job_id, code="internal_error", message="worker lost or deadline exceeded"):
             expired.append(job_id)
     resent_webhooks = await webhooks.stalled_events(runtime)
+    await payments.resend_unprocessed(runtime)
     if resent_webhooks:
         log.warning("sweeper re-sent %d stalled webhook event(s)", len(resent_webhooks))
     if requeued or expired:

@@ -28,7 +28,7 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
-from engine import actors, webhooks
+from engine import actors, payments, webhooks
 from engine.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ def make_broker(runtime: Runtime, *, shared_loop: asyncio.AbstractEventLoop | No
     )
     actors.declare(broker, runtime)
     webhooks.declare_actors(broker, runtime)
+    payments.declare_actors(broker, runtime)
     return broker
 
 

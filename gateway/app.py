@@ -30,6 +30,7 @@ from engine.worker import make_broker, start_worker, sweep_forever
 from gateway import account, health
 from gateway.admin.routes import build_admin_router
 from gateway.auth import authenticate, provide_caller
+from gateway.discovery import build_discovery_router
 from gateway.ratelimit import (
     PLANS,
     Window,
@@ -40,6 +41,7 @@ from gateway.ratelimit import (
     release_reserved_order,
 )
 from gateway.settings import Settings
+from gateway.stripe_webhook import build_stripe_router
 from gateway.wiring import DEV_ENGINE, build_runtime
 
 log = logging.getLogger(__name__)
@@ -138,6 +140,19 @@ def create_app(
             health.healthz,
             health.readyz,
             build_admin_router(settings.admin_token, runtime),
+            build_stripe_router(runtime),
+            build_discovery_router(
+                settings,
+                [
+                    {
+                        "slug": pack.slug,
+                        "credits": pack.credits,
+                        "price": pack.amount,
+                        "currency": pack.currency,
+                    }
+                    for pack in runtime.config.payments.packs
+                ],
+            ),
         ],
         dependencies={
             "runtime": Provide(lambda: runtime, sync_to_thread=False),

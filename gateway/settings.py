@@ -65,6 +65,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stripe_api_key: str = ""
     stripe_webhook_secret: str = ""
     stripe_base_url: str = ""
+    stripe_api_version: str = "2025-09-30.clover"
 
     # FtmvAI behaviour
     concurrency_retry_after_seconds: int = 10

@@ -10,6 +10,7 @@ from typing import Any
 
 from engine.inputs import ImageLimits
 from engine.outbound import OutboundPolicy
+from engine.payments import PaymentsConfig
 from engine.quality import QualityThresholds
 from engine.runtime import EngineConfig, Runtime
 from engine.webhooks import WebhookConfig
@@ -42,6 +43,12 @@ def engine_config(settings: Settings, *, default_engine: str = DEV_ENGINE) -> En
     engine = settings.engine or default_engine
     return EngineConfig(
         gemini=gemini_config(settings, engine),
+        payments=PaymentsConfig(
+            stripe_api_key=settings.stripe_api_key,
+            webhook_secret=settings.stripe_webhook_secret,
+            base_url=settings.stripe_base_url or None,
+            api_version=settings.stripe_api_version,
+        ),
         webhooks=WebhookConfig(
             backoff_scale=settings.webhook_backoff_scale, timeout_seconds=settings.webhook_timeout_seconds
         ),

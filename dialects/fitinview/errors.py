@@ -28,6 +28,7 @@ from engine.errors import (
     ServiceUnavailable,
     Unauthenticated,
 )
+from engine.payments import PaymentDeclined
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ _STATUS: list[tuple[type[DomainError], int]] = [
     (InvalidRequest, 400),
     (Unauthenticated, 401),
     (InsufficientCredits, 402),
+    (PaymentDeclined, 402),
     (KeyDisabled, 403),
     (AccessDenied, 403),
     (NotFound, 404),

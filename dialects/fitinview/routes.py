@@ -19,6 +19,7 @@ from litestar.types import Guard
 from dialects.fitinview import responses
 from dialects.fitinview.errors import EXCEPTION_HANDLERS
 from dialects.fitinview.openapi import OPENAPI_DOCUMENT
+from dialects.fitinview.purchase import purchase_credits
 from dialects.fitinview.requests import parse_tryon
 from dialects.fitinview.schemas import AccountResponse, TryOnJobList, TryOnJobStatus, TryOnSubmitResponse
 from engine import prices, service
@@ -100,7 +101,7 @@ def build_router(*, guards: Sequence[Guard], dependencies: dict[str, Provide]) -
     """The authenticated FitInView routes under ``/api/v1``."""
     return Router(
         path="/api/v1",
-        route_handlers=[submit_tryon, list_tryons, get_tryon],
+        route_handlers=[submit_tryon, list_tryons, get_tryon, purchase_credits],
         guards=list(guards),
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
