@@ -8,6 +8,7 @@ import msgspec
 from litestar import Request, post
 from litestar.di import NamedDependency
 
+from dialects.json_body import decode_json_object
 from engine import payments
 from engine.access import Caller
 from engine.errors import InvalidRequest
@@ -29,12 +30,7 @@ class PurchaseResponse(msgspec.Struct, kw_only=True):
 
 def parse_purchase(body: bytes) -> tuple[str, str]:
     """``(pack_slug, shared_payment_granted_token)``; unknown fields are ignored."""
-    try:
-        decoded = msgspec.json.decode(body) if body.strip() else None
-    except msgspec.DecodeError:
-        raise InvalidRequest("Request body must be valid JSON") from None
-    if not isinstance(decoded, dict):
-        raise InvalidRequest("Request body must be a JSON object")
+    decoded = decode_json_object(body)
     values = []
     for field in ("pack_slug", "shared_payment_granted_token"):
         value = decoded.get(field)

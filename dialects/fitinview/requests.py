@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from dialects.json_body import decode_json_object
 from engine.errors import InvalidRequest
 from engine.models import IdempotencyKey, ImageSource, TryonCommand, TryonOptions
 
@@ -177,12 +178,7 @@ def idempotency_key(header: str | None, body: dict[str, Any]) -> IdempotencyKey 
 
 
 def parse_tryon(raw_body: bytes, idempotency_header: str | None) -> ParsedTryon:
-    try:
-        body = msgspec.json.decode(raw_body) if raw_body.strip() else None
-    except msgspec.DecodeError:
-        raise InvalidRequest("Request body must be valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("Request body must be a JSON object")
+    body = decode_json_object(raw_body)
 
     prompt = _optional_text(body, "prompt", MAX_PROMPT)
     style_hint = None if prompt else _optional_text(body, "style_hint", MAX_STYLE_HINT)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import msgspec
-
+from dialects.json_body import decode_json_object
 from engine.errors import InvalidRequest
 from engine.models import CatalogCommand, ImageSource, TryonCommand, TryonOptions
 
@@ -47,12 +46,7 @@ def _options(body: dict[str, Any]) -> tuple[str, int, Literal["jpeg", "png"]]:
 
 
 def parse_generate(raw_body: bytes) -> TryonCommand | CatalogCommand:
-    try:
-        body = msgspec.json.decode(raw_body) if raw_body.strip() else None
-    except msgspec.DecodeError:
-        raise InvalidRequest("Request body must be valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("Request body must be a JSON object")
+    body = decode_json_object(raw_body)
     style = body.get("style") or "virtual_tryon"
     if style not in STYLES:
         raise InvalidRequest('style must be "virtual_tryon" or "product_catalog"', field="style")

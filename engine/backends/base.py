@@ -11,6 +11,9 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 import msgspec
+from PIL import Image
+
+from engine.imaging import content_type_for, encode
 
 OutputFormat = Literal["png", "jpeg"]
 
@@ -45,6 +48,16 @@ class GeneratedImage(msgspec.Struct, frozen=True, kw_only=True):
     content_type: str
     width: int
     height: int
+
+    @classmethod
+    def encoded(cls, image: Image.Image, fmt: OutputFormat) -> GeneratedImage:
+        """``image`` encoded in ``fmt``, with its size: what every backend hands back."""
+        return cls(
+            data=encode(image, fmt),
+            content_type=content_type_for(fmt),
+            width=image.width,
+            height=image.height,
+        )
 
 
 class GenerationFailed(Exception):

@@ -51,7 +51,7 @@ from PIL import Image
 
 from engine import prompts
 from engine.backends.base import CatalogInput, GeneratedImage, GenerationFailed, OutputFormat, TryonInput
-from engine.imaging import content_type_for, encode, fit_longest_side, open_image
+from engine.imaging import fit_longest_side, open_image
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +186,7 @@ def _reencode(data: bytes, longest_side: int, fmt: OutputFormat) -> GeneratedIma
     except OSError as exc:
         log.warning("gemini: undecodable image in the answer: %s", exc)
         raise GenerationFailed("no_image") from exc
-    return GeneratedImage(
-        data=encode(image, fmt), content_type=content_type_for(fmt), width=image.width, height=image.height
-    )
+    return GeneratedImage.encoded(image, fmt)
 
 
 class _Shot(msgspec.Struct, frozen=True, kw_only=True):

@@ -19,7 +19,7 @@ from PIL import Image
 from engine.backends.base import CatalogInput, GeneratedImage, GenerationFailed, TryonInput
 from engine.backends.catalog import QUANTITIES, render_catalog
 from engine.backends.cutout import cut_out
-from engine.imaging import content_type_for, encode, fit_longest_side, open_image
+from engine.imaging import fit_longest_side, open_image
 
 TOP_START = 0.42
 """Tops start at this fraction of the height: below the face of an upper-body photo."""
@@ -78,12 +78,7 @@ class LocalBackend:
             image = compose(request)
         except OSError as exc:
             raise GenerationFailed(f"undecodable input: {exc}", code="internal_error") from exc
-        return GeneratedImage(
-            data=encode(image, request.output_format),
-            content_type=content_type_for(request.output_format),
-            width=image.width,
-            height=image.height,
-        )
+        return GeneratedImage.encoded(image, request.output_format)
 
     async def catalog(self, request: CatalogInput) -> list[GeneratedImage]:
         if request.quantity not in QUANTITIES:
@@ -95,12 +90,4 @@ class LocalBackend:
             images = render_catalog(request.product, request.quantity, request.longest_side, request.seed)
         except OSError as exc:
             raise GenerationFailed(f"undecodable input: {exc}", code="internal_error") from exc
-        return [
-            GeneratedImage(
-                data=encode(image, request.output_format),
-                content_type=content_type_for(request.output_format),
-                width=image.width,
-                height=image.height,
-            )
-            for image in images
-        ]
+        return [GeneratedImage.encoded(image, request.output_format) for image in images]

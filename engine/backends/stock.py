@@ -13,7 +13,7 @@ import functools
 from PIL import Image, ImageDraw
 
 from engine.backends.base import CatalogInput, GeneratedImage, TryonInput
-from engine.imaging import content_type_for, encode, fit_longest_side
+from engine.imaging import fit_longest_side
 
 BASE_SIZE = 1024
 CATALOG_QUANTITIES = (6, 12)
@@ -67,12 +67,7 @@ class StockBackend:
 
     def _tryon(self, request: TryonInput) -> GeneratedImage:
         image = fit_longest_side(stock_image(), request.longest_side)
-        return GeneratedImage(
-            data=encode(image, request.output_format),
-            content_type=content_type_for(request.output_format),
-            width=image.width,
-            height=image.height,
-        )
+        return GeneratedImage.encoded(image, request.output_format)
 
     async def catalog(self, request: CatalogInput) -> list[GeneratedImage]:
         if request.quantity not in CATALOG_QUANTITIES:
@@ -83,12 +78,5 @@ class StockBackend:
         results = []
         for number in range(1, request.quantity + 1):
             image = fit_longest_side(stock_shot(number, request.quantity), request.longest_side)
-            results.append(
-                GeneratedImage(
-                    data=encode(image, request.output_format),
-                    content_type=content_type_for(request.output_format),
-                    width=image.width,
-                    height=image.height,
-                )
-            )
+            results.append(GeneratedImage.encoded(image, request.output_format))
         return results
