@@ -48,11 +48,4 @@ async def purchase_credits(
 ) -> PurchaseResponse:
     pack_slug, token = parse_purchase(await request.body())
     result = await payments.purchase(runtime, caller, pack_slug, token)
-    return PurchaseResponse(
-        payment_intent_id=result.payment_intent_id,
-        status=result.status,
-        pack_slug=result.pack_slug,
-        credits_added=result.credits_added,
-        credits_remaining=result.credits_remaining,
-        next_action=result.next_action,
-    )
+    return PurchaseResponse(**msgspec.structs.asdict(result))

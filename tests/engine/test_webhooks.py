@@ -35,6 +35,18 @@ from tests.support.gateway import RunningGateway
 from tests.support.image_host import ImageHost
 from tests.support.webhook_receiver import Endpoint, WebhookReceiver, serve_webhook_receiver
 
+DOCUMENTED_FIELDS = [
+    "event",
+    "job_id",
+    "status",
+    "result_url",
+    "error_code",
+    "error_message",
+    "duration_ms",
+    "completed_at",
+]
+"""The webhook body's fields, in the order fitinview-api.txt shows them."""
+
 FAST = WebhookConfig(backoff_scale=0.01, timeout_seconds=0.5)
 SECRET = "whsec_" + "s" * 43
 REFUSED_NAME = "hooks.example.test"
@@ -103,16 +115,7 @@ def test_body_is_the_documented_shape_in_order() -> None:
         b'"result_url":"https://s3.example/r.png?Expires=1","error_code":null,"error_message":null,'
         b'"duration_ms":18452,"completed_at":"2026-04-29T16:45:11Z"}'
     )
-    assert list(json.loads(body)) == [
-        "event",
-        "job_id",
-        "status",
-        "result_url",
-        "error_code",
-        "error_message",
-        "duration_ms",
-        "completed_at",
-    ]
+    assert list(json.loads(body)) == DOCUMENTED_FIELDS
 
 
 def test_failed_body_carries_the_error_words() -> None:
@@ -444,16 +447,7 @@ async def test_end_to_end_live_job_delivers_once_signed(
     assert received.v1_ok and received.v2_ok
     polled = await e2e_gateway.wait_for_status(job_id, key, {"succeeded", "failed"})
     body = received.json
-    assert list(body) == [
-        "event",
-        "job_id",
-        "status",
-        "result_url",
-        "error_code",
-        "error_message",
-        "duration_ms",
-        "completed_at",
-    ]
+    assert list(body) == DOCUMENTED_FIELDS
     assert body["event"] == "tryon.completed" and body["job_id"] == job_id
     assert body["status"] == polled["status"] == "succeeded"
     assert received.headers["X-FitInView-Job-Id"] == job_id
