@@ -20,7 +20,7 @@ from engine.runtime import Runtime
 from gateway.app import create_app
 from gateway.settings import Settings
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 ADMIN_TOKEN = "adm_test_" + secrets.token_hex(8)
 
 

@@ -37,7 +37,7 @@ from PIL import Image
 __all__ = ["FIXTURES_DIR", "ImageHost", "make_bomb_png", "make_gif", "serve_image_host"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FIXTURES_DIR = REPO_ROOT.parent / "shared" / "fixtures"
+FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures"
 
 _FIXTURE_FILES = {
     "person.png": "person-astronaut.png",

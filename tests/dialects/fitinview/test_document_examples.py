@@ -6,16 +6,14 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from pathlib import Path
 
+from tests.support.contracts import contract_text
 from tests.support.gateway import RunningGateway
 from tests.support.image_host import ImageHost
 
-CONTRACT = Path(__file__).resolve().parents[3].parent / "shared" / "contracts" / "fitinview-api.txt"
-
 
 def python_example() -> str:
-    text = CONTRACT.read_text()
+    text = contract_text("fitinview-api.txt")
     start = text.index("Example (Python)") + len("Example (Python)")
     end = text.index("Response — sync success")
     return text[start:end].strip()

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.contracts import contract_text
 from tests.support.gateway import FIXTURES, RunningGateway
-
-CONTRACT = Path(__file__).resolve().parents[3].parent / "shared" / "contracts" / "ftmvai-api.txt"
 
 
 def example(language: str) -> str:
-    lines = CONTRACT.read_text().splitlines()
+    lines = contract_text("ftmvai-api.txt").splitlines()
     start = lines.index(language) + 1
     end = next(index for index in range(start, len(lines)) if lines[index] in ("Python", "PHP"))
     return "\n".join(lines[start:end]).strip() + "\n"
