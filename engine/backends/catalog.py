@@ -1,9 +1,10 @@
 """Product catalog shots for the ``local`` backend: one photo, 6 or 12 e-commerce images.
 
-The product is cut out of its background once (:mod:`engine.backends.cutout`).
-When the cut-out is not believable — the mask covers nearly the whole photo
-(a busy backdrop such as a table top) or nearly nothing — the whole photo is
-used instead, as a card with rounded corners. Each :class:`ShotRecipe` then
+The product is cut out of its background once (:mod:`engine.backends.cutout`:
+a flood fill from a plain backdrop, GrabCut from a busy one such as the coffee
+cup's wooden table). When the cut-out is still not believable — the mask covers
+nearly the whole photo or nearly nothing — the whole photo is used instead, as
+a card with rounded corners. Each :class:`ShotRecipe` then
 places the product on a backdrop (white, studio gradient, coloured paper, a
 wall-and-floor set, a dark studio), optionally with a ground shadow, a drop
 shadow or a reflection, in a square or 4:5 portrait frame, or magnifies a

@@ -1,105 +1,162 @@
-"""Cutting a flat-lay garment (or a product) out of its plain background.
+"""Cutting a garment (or a product) out of its background, plain or busy.
 
-Two passes over a working copy of at most 400 px:
+Everything runs on a working copy of at most 400 px; the mask is then scaled back, eroded by a
+pixel (no halo) and softened.
 
-1. **Flood fill from the borders.** Pixels connected to the image border whose
-   colour is within a tolerance of the border's background colour are
-   background. Light areas inside the garment that don't touch the border stay.
-2. **Column closure.** A light stripe that runs out to the garment's edge *does*
-   touch the background (a white stripe on a white backdrop), so the flood fill
-   takes it too. Such a pixel is restored when garment pixels lie both above and
-   below it in its column: background never sits between two layers of fabric,
-   while the neck opening (open above) and the gap between trouser legs (open
-   below) stay transparent.
+**A plain backdrop** (most of the border within a tolerance of its median colour — a flat-lay on
+white, a studio sweep):
 
-The mask is then scaled back, eroded by a pixel (no halo) and softened.
+1. *Flood fill from the borders.* Pixels connected to the image border whose colour is within a
+   tolerance of the border's background colour are background. Light areas inside the garment that
+   don't touch the border stay.
+2. *Column closure.* A light stripe that runs out to the garment's edge *does* touch the
+   background (a white stripe on a white backdrop), so the flood fill takes it too. Such a pixel is
+   restored when garment pixels lie both above and below it in its column: background never sits
+   between two layers of fabric, while the neck opening (open above) and the gap between trouser
+   legs (open below) stay transparent.
+
+**A busy backdrop** (a table top, a room, a hanger on a rail, a gradient): OpenCV's GrabCut,
+started with a thin frame along the border as sure background, the middle as probably the subject,
+and the rest (:data:`GRABCUT_FRAME`) left to colour. The part touching the centre is kept, holes
+filled. GrabCut's k-means start is seeded, so the same photo always gives the same mask.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from typing import Any
 
-from PIL import Image, ImageChops, ImageFilter, ImageStat
+import cv2
+import numpy as np
+from PIL import Image, ImageFilter
 
 WORKING_SIZE = 400
 TOLERANCE = 30
+PLAIN_BORDER = 0.9
+"""A backdrop is plain when at least this fraction of the border is within the tolerance."""
+GRABCUT_SIDE = 320
+GRABCUT_ITERATIONS = 5
+GRABCUT_FRAME = 0.06
+"""Width of the border frame (fraction of each side) that starts as probable background."""
+
+ByteArray = np.ndarray[Any, Any]
+"""uint8 pixels or masks (OpenCV's stubs don't keep the dtype)."""
 
 
-def _border_colour(image: Image.Image) -> tuple[int, int, int]:
+def _border(pixels: ByteArray) -> ByteArray:
+    return np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+
+
+def _border_colour(pixels: ByteArray) -> ByteArray:
     """The median colour of the image's outermost pixels: the backdrop."""
-    width, height = image.size
-    border = Image.new("RGB", (2 * width + 2 * height, 1))
-    border.paste(image.crop((0, 0, width, 1)), (0, 0))
-    border.paste(image.crop((0, height - 1, width, height)), (width, 0))
-    border.paste(image.crop((0, 0, 1, height)).transpose(Image.Transpose.ROTATE_90), (2 * width, 0))
-    border.paste(
-        image.crop((width - 1, 0, width, height)).transpose(Image.Transpose.ROTATE_90),
-        (2 * width + height, 0),
-    )
-    red, green, blue = ImageStat.Stat(border).median
-    return int(red), int(green), int(blue)
+    colour: ByteArray = np.median(_border(pixels), axis=0).astype(np.int16)
+    return colour
 
 
-def _background_like(image: Image.Image, colour: tuple[int, int, int], tolerance: int) -> bytearray:
+def _background_like(pixels: ByteArray, colour: ByteArray, tolerance: int) -> ByteArray:
     """1 where a pixel is within ``tolerance`` (max channel difference) of ``colour``."""
-    backdrop = Image.new("RGB", image.size, colour)
-    difference = ImageChops.difference(image.convert("RGB"), backdrop)
-    red, green, blue = difference.split()
-    largest = ImageChops.lighter(ImageChops.lighter(red, green), blue)
-    return bytearray(1 if value <= tolerance else 0 for value in largest.tobytes())
+    difference = np.abs(pixels.astype(np.int16) - colour).max(axis=2)
+    close: ByteArray = (difference <= tolerance).astype(np.uint8)
+    return close
 
 
-def _flood_from_border(candidate: bytearray, width: int, height: int) -> bytearray:
-    background = bytearray(width * height)
-    queue: deque[int] = deque()
-    for x in range(width):
-        queue.extend((x, (height - 1) * width + x))
-    for y in range(height):
-        queue.extend((y * width, y * width + width - 1))
-    while queue:
-        index = queue.popleft()
-        if background[index] or not candidate[index]:
-            continue
-        background[index] = 1
-        x, y = index % width, index // width
-        if x > 0:
-            queue.append(index - 1)
-        if x < width - 1:
-            queue.append(index + 1)
-        if y > 0:
-            queue.append(index - width)
-        if y < height - 1:
-            queue.append(index + width)
-    return background
+def _flood_from_border(candidate: ByteArray) -> ByteArray:
+    """1 on the candidate pixels connected (4-neighbours) to the image border."""
+    count, components = cv2.connectedComponents(candidate, connectivity=4)
+    touching = np.unique(_border(components))
+    touching = touching[touching > 0]
+    del count
+    return np.isin(components, touching).astype(np.uint8)
 
 
-def _close_columns(background: bytearray, width: int, height: int) -> None:
-    for x in range(width):
-        column = range(x, width * height, width)
-        garment_rows = [row for row, index in enumerate(column) if not background[index]]
-        if len(garment_rows) < 2:
-            continue
-        for row in range(garment_rows[0], garment_rows[-1] + 1):
-            background[row * width + x] = 0
+def _close_columns(background: ByteArray) -> ByteArray:
+    garment = background == 0
+    height = garment.shape[0]
+    has = garment.any(axis=0)
+    first = garment.argmax(axis=0)
+    last = height - 1 - garment[::-1].argmax(axis=0)
+    rows = np.arange(height)[:, None]
+    between = has[None, :] & (rows >= first[None, :]) & (rows <= last[None, :])
+    return np.where(between, 0, background).astype(np.uint8)
+
+
+def _plain_mask(pixels: ByteArray, tolerance: int) -> ByteArray:
+    candidate = _background_like(pixels, _border_colour(pixels), tolerance)
+    background = _close_columns(_flood_from_border(candidate))
+    return np.where(background > 0, 0, 255).astype(np.uint8)
+
+
+def _fill_holes(mask: ByteArray) -> ByteArray:
+    padded = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    flood = padded.copy()
+    cv2.floodFill(flood, None, (0, 0), 255)
+    return cv2.bitwise_or(mask, cv2.bitwise_not(flood)[1:-1, 1:-1])
+
+
+def _grabcut_mask(pixels: ByteArray) -> ByteArray:
+    height, width = pixels.shape[:2]
+    labels = np.full((height, width), cv2.GC_PR_FGD, np.uint8)
+    frame_x, frame_y = max(2, round(width * GRABCUT_FRAME)), max(2, round(height * GRABCUT_FRAME))
+    labels[:frame_y, :] = labels[-frame_y:, :] = cv2.GC_PR_BGD
+    labels[:, :frame_x] = labels[:, -frame_x:] = cv2.GC_PR_BGD
+    labels[0, :] = labels[-1, :] = labels[:, 0] = labels[:, -1] = cv2.GC_BGD
+    background_model = np.zeros((1, 65), np.float64)
+    foreground_model = np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(7)
+    cv2.grabCut(
+        np.ascontiguousarray(pixels[:, :, ::-1]),
+        labels,
+        (0, 0, 0, 0),  # no rectangle: the labels say everything
+        background_model,
+        foreground_model,
+        GRABCUT_ITERATIONS,
+        cv2.GC_INIT_WITH_MASK,
+    )
+    chosen: ByteArray = np.where((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
+    # an opening of ~1.5 % of the side cuts thin links (a hanger's hook and wire, a strap) to the
+    # backdrop; then the largest part is the subject, not specks of the backdrop that looked like it
+    side = max(3, round(max(height, width) * 0.015) | 1)
+    chosen = cv2.morphologyEx(
+        chosen, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+    )
+    count, components, stats, _ = cv2.connectedComponentsWithStats(chosen, connectivity=8)
+    if count <= 1:
+        return chosen
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return _fill_holes(np.where(components == largest, 255, 0).astype(np.uint8))
+
+
+def is_plain(image: Image.Image, tolerance: int = TOLERANCE) -> bool:
+    """Whether the image's border is one colour (within ``tolerance``): a plain backdrop."""
+    work = image.convert("RGB")
+    work.thumbnail((WORKING_SIZE, WORKING_SIZE), Image.Resampling.BILINEAR)
+    pixels: ByteArray = np.asarray(work)
+    border = _border(pixels).astype(np.int16)
+    close = np.abs(border - _border_colour(pixels)).max(axis=1) <= tolerance
+    return bool(close.mean() >= PLAIN_BORDER)
 
 
 def garment_mask(image: Image.Image, tolerance: int = TOLERANCE) -> Image.Image:
     """An ``L`` mask the size of ``image``: 255 on the garment, 0 on the background."""
     work = image.convert("RGB")
-    work.thumbnail((WORKING_SIZE, WORKING_SIZE), Image.Resampling.BILINEAR)
-    width, height = work.size
-    candidate = _background_like(work, _border_colour(work), tolerance)
-    background = _flood_from_border(candidate, width, height)
-    _close_columns(background, width, height)
-    mask = Image.frombytes("L", (width, height), bytes(0 if value else 255 for value in background))
-    mask = mask.resize(image.size, Image.Resampling.BILINEAR).point(lambda value: 255 if value >= 128 else 0)
-    return mask.filter(ImageFilter.MinFilter(3)).filter(ImageFilter.GaussianBlur(1))
+    if is_plain(work, tolerance):
+        work.thumbnail((WORKING_SIZE, WORKING_SIZE), Image.Resampling.BILINEAR)
+        small = _plain_mask(np.asarray(work), tolerance)
+    else:
+        work.thumbnail((GRABCUT_SIDE, GRABCUT_SIDE), Image.Resampling.BILINEAR)
+        small = _grabcut_mask(np.asarray(work))
+    # erode by a pixel (no halo) and soften at the working size, then scale up: the same edge as
+    # doing it at full size, for a tenth of the work
+    edge = Image.fromarray(small, "L").filter(ImageFilter.MinFilter(3)).filter(ImageFilter.GaussianBlur(0.6))
+    mask = edge.resize(image.size, Image.Resampling.BILINEAR)
+    return mask.point(lambda value: 0 if value < 8 else 255 if value > 247 else value)
 
 
 def cut_out(image: Image.Image) -> Image.Image:
     """The garment as RGBA, cropped to its silhouette."""
     rgba = image.convert("RGBA")
-    mask = garment_mask(image)
+    own = rgba.getchannel("A")
+    # already cut out by the caller (a PNG with transparency): its own alpha is the best mask
+    mask = own if int(np.asarray(own).min()) < 255 else garment_mask(image)
     rgba.putalpha(mask)
     box = mask.getbbox()
     return rgba.crop(box) if box else rgba

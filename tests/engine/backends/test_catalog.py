@@ -195,3 +195,24 @@ async def test_stock_catalog_count_size_and_distinct_images() -> None:
         CatalogInput(product=PRODUCT, quantity=6, longest_side=1024, output_format="png")
     )
     assert len(png) == 6 and all(decode(result.data).format == "PNG" for result in png)
+
+
+def test_the_cup_is_cut_out_of_its_busy_table_and_stands_on_a_ground_shadow(
+    catalog_1024: list[Image.Image],
+) -> None:
+    # GrabCut takes the cup and saucer off the wooden table: a cut-out, not the photo as a card
+    product = prepare_product(open_image(PRODUCT))
+    alpha = product.getchannel("A")
+    assert alpha.getpixel((2, 2)) == 0 and alpha.getpixel((product.width - 3, product.height - 3)) == 0
+    coverage = sum(alpha.histogram()[128:]) / (product.width * product.height)
+    assert 0.5 < coverage < 0.9
+    # no wood came along: the white shot's backdrop stays white right beside the saucer
+    white = shot(catalog_1024, "white").convert("RGB")
+    assert foreground_fraction(white.crop((0, 0, 1024, 90)), (255, 255, 255)) < 0.02
+    # the ground-shadow shot is darker just below the product than at the same height near the edge
+    ground = shot(catalog_1024, "ground_shadow").convert("L")
+    rows = [y for y in range(1023, 0, -1) if ImageStat.Stat(ground.crop((312, y, 712, y + 1))).stddev[0] > 8]
+    lowest = rows[0]
+    below = ImageStat.Stat(ground.crop((420, lowest + 4, 604, lowest + 24))).mean[0]
+    edge = ImageStat.Stat(ground.crop((10, lowest + 4, 60, lowest + 24))).mean[0]
+    assert below < edge - 10, (below, edge)

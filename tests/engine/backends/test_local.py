@@ -25,10 +25,18 @@ def decode(data: bytes) -> Image.Image:
 
 
 def reddish_fraction(image: Image.Image, box: tuple[int, int, int, int]) -> float:
+    """Pixels of red fabric: red far above green and blue, at any brightness — the garment now
+    carries the photo's shading, so its red is darker in the folds (the orange suit is not red)."""
     region = image.convert("RGB").crop(box)
     pixels = region.get_flattened_data() if hasattr(region, "get_flattened_data") else region.getdata()
-    red = sum(1 for r, g, b in pixels if r > 170 and g < 70 and b < 80)
+    red = sum(1 for r, g, b in pixels if r > 70 and r > 4 * g and r > 4 * b)
     return red / (region.width * region.height)
+
+
+def bluish_fraction(image: Image.Image, box: tuple[int, int, int, int]) -> float:
+    region = image.convert("RGB").crop(box)
+    pixels = region.get_flattened_data() if hasattr(region, "get_flattened_data") else region.getdata()
+    return sum(1 for r, g, b in pixels if b > 120 and r < 80) / (region.width * region.height)
 
 
 @pytest.mark.parametrize(("size", "fmt", "pillow_format"), [(1024, "png", "PNG"), (2048, "jpeg", "JPEG")])
@@ -52,7 +60,7 @@ async def test_face_is_untouched_and_the_shirt_is_worn() -> None:
     difference = ImageStat.Stat(ImageChops.difference(image.crop(face), person.crop(face))).mean
     assert max(difference) < 0.5
     torso = (300, 480, 724, 900)
-    assert reddish_fraction(person, torso) < 0.05
+    assert reddish_fraction(person, torso) < 0.08
     assert reddish_fraction(image, torso) > 0.45
 
 
@@ -78,10 +86,11 @@ async def test_top_and_bottom_both_show() -> None:
     )
     image = decode(result.data).convert("RGB")
     assert reddish_fraction(image, (350, 460, 674, 700)) > 0.3
-    lower = image.crop((380, 820, 644, 1000))
-    pixels = lower.get_flattened_data() if hasattr(lower, "get_flattened_data") else lower.getdata()
-    blue = sum(1 for r, g, b in pixels if b > 120 and r < 80)
-    assert blue / (lower.width * lower.height) > 0.5
+    # this is a half-length photo: the trousers start at her waistband, near the bottom edge, and the
+    # shirt's hem covers that waistband; they are never laid over her chest (or the helmet beside her)
+    assert bluish_fraction(image, (350, 460, 674, 860)) < 0.02
+    assert bluish_fraction(image, (380, 960, 560, 1024)) > 0.5
+    assert bluish_fraction(image, (700, 860, 900, 1024)) < 0.02
 
 
 async def test_same_inputs_give_the_same_bytes_and_the_seed_moves_only_the_garment() -> None:
