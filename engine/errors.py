@@ -6,10 +6,19 @@ dialect routers translate them (FitInView: ``{"detail"}``; FtmvAI: its envelope)
 
 from __future__ import annotations
 
-from ledger.errors import Conflict, DomainError, InsufficientCredits, NotFound
+from ledger.errors import (
+    AccessDenied,
+    Conflict,
+    DomainError,
+    InsufficientCredits,
+    InvalidRequest,
+    NotFound,
+    Unauthenticated,
+)
 
 __all__ = [
     "AccessDenied",
+    "AccountSuspended",
     "Conflict",
     "DomainError",
     "IdempotencyInProgress",
@@ -18,22 +27,12 @@ __all__ = [
     "InsufficientCredits",
     "InvalidRequest",
     "KeyDisabled",
+    "KeyExpired",
     "NotFound",
     "RateLimited",
     "ServiceUnavailable",
     "Unauthenticated",
 ]
-
-
-class InvalidRequest(DomainError):
-    """The request is malformed or breaks a documented rule.
-
-    ``field`` names the offending request field where there is one.
-    """
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 class ImageRejected(InvalidRequest):
@@ -45,16 +44,22 @@ class ImageRejected(InvalidRequest):
     """
 
 
-class Unauthenticated(DomainError):
-    """No API key, an unknown one, or a key of the other dialect."""
-
-
 class KeyDisabled(DomainError):
     """The key exists but has been disabled by ops (or automatically)."""
 
 
-class AccessDenied(DomainError):
-    """A valid caller asked for something its key may not do."""
+class AccountSuspended(KeyDisabled):
+    """The key's account is suspended by ops: every key of it is refused like a disabled one."""
+
+    def __init__(self) -> None:
+        super().__init__("Account suspended")
+
+
+class KeyExpired(Unauthenticated):
+    """The key's ``expires_at`` has passed: it no longer authenticates (a 401, like a wrong key)."""
+
+    def __init__(self) -> None:
+        super().__init__("API key expired")
 
 
 class RateLimited(DomainError):

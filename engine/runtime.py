@@ -20,18 +20,22 @@ import redis.asyncio as aioredis
 from engine.backends import Backend, build_backend
 from engine.backends.latency import DelayedBackend
 from engine.completion import CompletionHub
+from engine.config import PaymentsConfig, WebhookConfig
+from engine.context import current_request_id
 from engine.inputs import ImageLimits
 from engine.outbound import OutboundPolicy, make_session
-from engine.payments import PaymentsConfig
+from engine.prices import DEFAULT_PRICES
 from engine.quality import QualityThresholds
 from engine.repository import JobRepository
+from ledger.accounts import AccountAdmin
+from ledger.audit import AuditLog
 from ledger.database import Database
+from ledger.operators import OperatorService
 from ledger.service import LedgerService
 from storage.objects import ObjectStore, StorageConfig
 
 if TYPE_CHECKING:
     from engine.backends.gemini import GeminiConfig
-    from engine.webhooks import WebhookConfig  # the Gemini SDK loads only in processes that use it
 
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,6 +65,11 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     quality: QualityThresholds
     webhooks: WebhookConfig
     payments: PaymentsConfig
+    retention_seconds: float = 7 * 86_400.0
+    """How long a finished job's stored images are kept (from its creation)."""
+    retention_interval_seconds: float = 3600.0
+    retention_batch_size: int = 100
+    ledger_verify_interval_seconds: float = 86_400.0
     gemini: GeminiConfig | None = None
     """Set when live keys (or any caller) may use the ``gemini`` backend."""
     """Prefix of every Redis key and channel (queue, limits, locks, events): deployments or test
@@ -83,11 +92,15 @@ class Runtime:
         self.store = ObjectStore(storage)
         self.hub = CompletionHub(self.redis, config.redis_namespace)
         self.ledger = LedgerService(self.db)
+        self.audit = AuditLog(self.db)
+        self.operators = OperatorService(self.db, self.audit)
+        self.accounts = AccountAdmin(self.ledger, self.audit, price_names=DEFAULT_PRICES)
         self.jobs = JobRepository(self.db)
         self._backends: dict[str, Backend] = {}
         self._http: aiohttp.ClientSession | None = None
-        self.job_sender: Callable[[int], object] | None = None
-        """Sends ``job.submitted`` for a job id; set when the actors are declared on a broker."""
+        self.job_sender: Callable[[int, str | None], object] | None = None
+        """Sends ``job.submitted`` for a job id (and the submitting request's id); set when the
+        actors are declared on a broker."""
         self.payment_event_sender: Callable[[int], object] | None = None
         self.webhook_sender: dramatiq.Actor[..., Any] | None = None
         self._started_hub = False
@@ -119,7 +132,7 @@ class Runtime:
         """Send a committed job to the workers (a failure here is healed by the sweeper)."""
         if self.job_sender is None:
             raise RuntimeError("no broker: engine.worker.make_broker() was not called for this runtime")
-        self.job_sender(job_id)
+        self.job_sender(job_id, current_request_id())
 
     def backend(self, name: str) -> Backend:
         if name not in self._backends:

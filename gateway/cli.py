@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import uvicorn
 
 from gateway.settings import Settings, SettingsError
@@ -38,6 +39,16 @@ def _settings() -> Settings:
     try:
         return Settings.from_env()
     except SettingsError as exc:
+        raise StartupError(str(exc)) from None
+
+
+def setup_logging(settings: Settings, *, default: str) -> None:
+    """JSON lines for ``serve``/``worker``, readable lines for ``dev`` (``TRYON_LOG_FORMAT``)."""
+    from gateway.logging_setup import configure_logging
+
+    try:
+        configure_logging(settings.log_format, settings.log_level, default=default)
+    except ValueError as exc:
         raise StartupError(str(exc)) from None
 
 
@@ -67,19 +78,27 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
 
 # ledger verify --------------------------------------------------------------------
-async def _verify(settings: Settings) -> list[str]:
+async def _verify(data_dir: str | None) -> list[str]:
     from engine.audit import verify_all
+    from gateway.locate import NotReachable, cli_settings, redacted
 
-    runtime = build_runtime(settings)
-    await runtime.start(listen_for_completions=False)
-    try:
-        return await verify_all(runtime)
-    finally:
-        await runtime.close()
+    with cli_settings(data_dir) as settings:
+        runtime = build_runtime(settings)
+        try:
+            await runtime.start(listen_for_completions=False)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise NotReachable(
+                f"cannot reach PostgreSQL at {redacted(settings.database_url)} ({exc});"
+                " set TRYON_DATABASE_URL, or pass --data-dir DIR of a dev deployment"
+            ) from None
+        try:
+            return await verify_all(runtime)
+        finally:
+            await runtime.close()
 
 
-def cmd_ledger_verify(_: argparse.Namespace) -> int:
-    problems = asyncio.run(_verify(_settings()))
+def cmd_ledger_verify(args: argparse.Namespace) -> int:
+    problems = asyncio.run(_verify(args.data_dir))
     for problem in problems:
         print(problem)
     print(f"ledger verify: {len(problems)} violation(s)")
@@ -91,12 +110,18 @@ def serve_app() -> Any:
     """uvicorn factory for ``serve`` (each uvicorn worker process builds its own app)."""
     from gateway.app import create_app
 
-    return create_app(_settings(), default_engine=PRODUCTION_ENGINE)
+    settings = _settings()
+    setup_logging(settings, default="json")  # a uvicorn worker process starts with no handlers
+    return create_app(settings, default_engine=PRODUCTION_ENGINE)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.observability import prepare_metrics_dir
+
     settings = _settings()
+    setup_logging(settings, default="json")
     production_engine_check(settings)
+    prepare_metrics_dir(settings.metrics_dir, "serve", args.port)
     uvicorn.run(
         "gateway.cli:serve_app",
         factory=True,
@@ -104,6 +129,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=settings.log_level,
+        log_config=None,  # our handlers (setup_logging), not uvicorn's
+        access_log=False,  # the gateway logs each request itself, with its route and ids
+        # a worker process imports the whole gateway before it answers the supervisor's ping;
+        # on a busy host that takes longer than uvicorn's 5 s, and it would be killed in a loop
+        timeout_worker_healthcheck=60,
         timeout_graceful_shutdown=10,
     )
     return 0
@@ -111,8 +141,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # worker ---------------------------------------------------------------------------
 def cmd_worker(args: argparse.Namespace) -> int:
+    from gateway.observability import prepare_metrics_dir, serve_worker_metrics
+
     settings = _settings()
+    setup_logging(settings, default="json")
     production_engine_check(settings)
+    prepare_metrics_dir(settings.metrics_dir, "worker", settings.metrics_port)
+    if settings.metrics_port and not args.supervised:
+        serve_worker_metrics(settings.metrics_host, settings.metrics_port, settings.metrics_token)
     if args.processes > 1:
         children = [
             subprocess.Popen(
@@ -125,6 +161,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                     "1",
                     "--threads",
                     str(args.threads),
+                    "--supervised",
                 ]
             )
             for _ in range(args.processes)
@@ -146,9 +183,6 @@ def run_worker(settings: Settings, *, threads: int, default_engine: str) -> int:
     from engine import sweeper
     from engine.worker import make_broker, start_worker, sweep_forever
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
     runtime = build_runtime(settings, default_engine=default_engine)
     broker = make_broker(runtime)
     worker = start_worker(broker, threads=threads)
@@ -212,7 +246,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from gateway.app import create_app
     from gateway.embedded import EmbeddedServices
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(Settings.from_env(log_level="info"), default="console")
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     services = EmbeddedServices(data_dir)
@@ -239,7 +273,15 @@ def cmd_dev(args: argparse.Namespace) -> int:
         base = f"http://{args.host}:{args.port}"
         print(_banner(base, settings, demo), flush=True)
         app = create_app(settings, with_worker=True, default_engine=DEV_ENGINE)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5)
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level="info",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
     finally:
         print("stopping embedded services …", flush=True)
         services.stop()
@@ -289,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run job workers (production)")
     worker.add_argument("--processes", type=int, default=1)
     worker.add_argument("--threads", type=int, default=4)
+    # set by a supervising `worker --processes N` for its children: the supervisor serves metrics
+    worker.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     worker.set_defaults(func=cmd_worker)
 
     migrate = commands.add_parser("migrate", help="create or update the schema and the bucket")
@@ -297,13 +341,24 @@ def build_parser() -> argparse.ArgumentParser:
     ledger = commands.add_parser("ledger", help="ledger tools")
     ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
     verify = ledger_commands.add_parser("verify", help="check every account and job against the ledger")
+    verify.add_argument("--data-dir", default=None, help="a dev deployment's data directory (default .tryon)")
     verify.set_defaults(func=cmd_ledger_verify)
+
+    from gateway.admin.commands import add_admin_parser
+
+    add_admin_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gateway.locate import NotReachable
+
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except NotReachable as exc:
+        print(f"tryon-gateway: {exc}", file=sys.stderr)
+        return 2
     return result
 
 

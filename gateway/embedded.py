@@ -696,6 +696,19 @@ class EmbeddedServices:
                 s3_region=state.s3_region,
             )
 
+    def running(self) -> bool:
+        """Whether all three servers of this data directory are up (a ``dev`` is running or left them)."""
+        if not self.state_path.exists():
+            return False
+        with self._lock():
+            state = self._read_state()
+            found = (
+                self._find("postgres", state.postgres_pid, "postgres", self.pg_dir),
+                self._find("redis", state.redis_pid, "redis-server", self.redis_dir),
+                self._find("seaweedfs", state.s3_pid, "weed", self.s3_dir),
+            )
+        return all(child is not None for child in found)
+
     def stop(self) -> None:
         """Stop every server (in parallel), wait for them, and clear their pids from the state file."""
         if not self.state_path.exists():

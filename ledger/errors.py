@@ -16,6 +16,25 @@ class DomainError(Exception):
         self.message = message
 
 
+class InvalidRequest(DomainError):
+    """The request is malformed or breaks a documented rule.
+
+    ``field`` names the offending request field where there is one.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class Unauthenticated(DomainError):
+    """No credential, an unknown one, or one of the wrong kind (an API key of the other dialect)."""
+
+
+class AccessDenied(DomainError):
+    """A valid caller (key or operator) asked for something it may not do."""
+
+
 class NotFound(DomainError):
     """The thing asked for does not exist, or is not the caller's to see."""
 

@@ -16,6 +16,12 @@ import aiohttp
 from tests.support.gateway import fixture_b64, free_port
 
 
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -73,6 +79,29 @@ async def test_dev_serves_with_embedded_services_and_stops_them(tmp_path: Path) 
             async with http.get(base + "/api/v1/account", headers=headers) as response:
                 account = await response.json()
             assert account["credits_remaining"] == 1000 - 8
+
+            # Ops tools find the running deployment from its data directory: no URLs copied around.
+            account_id = str(demo["fitinview"]["account_id"])
+            grant = await asyncio.to_thread(
+                cli,
+                "admin",
+                "--data-dir",
+                str(data_dir),
+                "--json",
+                "credits",
+                "grant",
+                account_id,
+                "5",
+                "--reason",
+                "welcome back",
+                env=env,
+            )
+            assert grant.returncode == 0, grant.stderr
+            assert json.loads(grant.stdout)["credits_remaining"] == 1000 - 8 + 5
+            async with http.get(base + "/api/v1/account", headers=headers) as response:
+                assert (await response.json())["credits_remaining"] == 1000 - 8 + 5
+            verify = await asyncio.to_thread(cli, "ledger", "verify", "--data-dir", str(data_dir), env=env)
+            assert verify.returncode == 0 and "0 violation(s)" in verify.stdout, verify.stdout + verify.stderr
         running = json.loads((data_dir / "services.json").read_text())
         pids = [running[name] for name in ("postgres_pid", "redis_pid", "s3_pid")]
         assert all(isinstance(pid, int) and alive(pid) for pid in pids), running
@@ -82,3 +111,27 @@ async def test_dev_serves_with_embedded_services_and_stops_them(tmp_path: Path) 
         log.close()
     assert code == 0, (tmp_path / "dev.log").read_text()
     assert not [pid for pid in pids if alive(pid)], "embedded services outlived dev"
+
+    # A stopped deployment: the command starts its services, answers, and stops them again.
+    listed = await asyncio.to_thread(
+        cli, "admin", "--data-dir", str(data_dir), "--json", "operators", "list", env=env
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [operator["name"] for operator in json.loads(listed.stdout)] == ["root"]
+    after = json.loads((data_dir / "services.json").read_text())
+    assert after["postgres_pid"] is None and after["s3_pid"] is None
+
+
+async def test_ops_commands_say_in_one_line_what_they_could_not_reach(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRYON_")}
+    env["TRYON_DATABASE_URL"] = f"postgresql://postgres:secret@127.0.0.1:{free_port()}/tryon"
+    for args in (("ledger", "verify"), ("admin", "operators", "list")):
+        result = await asyncio.to_thread(cli, *args, env=env)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "cannot reach PostgreSQL" in lines[0] and "TRYON_DATABASE_URL" in lines[0]
+        assert "secret" not in result.stderr and "Traceback" not in result.stderr
+    empty = tmp_path / "nothing-here"
+    empty.mkdir()
+    result = await asyncio.to_thread(cli, "ledger", "verify", "--data-dir", str(empty), env=env)
+    assert result.returncode == 2 and "no dev deployment" in result.stderr, result.stderr
