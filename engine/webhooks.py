@@ -55,6 +55,12 @@ Headers (verification for receivers; the documented ones first)
         expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(expected, parts["v1"])
         assert abs(time.time() - int(parts["t"])) < 300
+
+    During a webhook-secret rotation's grace period (``POST /admin/keys/{id}/webhook-secret/rotate``)
+    the headers above are signed with the NEW secret, and ``X-FitInView-Signature-Previous``
+    (``sha256=…``) and ``X-FitInView-Signature-V2-Previous`` (``t=…,v1=…``) carry the same
+    signatures made with the previous secret, so a receiver still holding the old secret keeps
+    verifying until it is updated.
 """
 
 from __future__ import annotations
@@ -74,11 +80,14 @@ import msgspec
 from piccolo.columns import ForeignKey, Integer, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
+from engine import metrics
+from engine.config import WebhookConfig
 from engine.errors import NotFound
 from engine.models import JobRecord
 from engine.outbound import OutboundRefused, check_url, make_session
 from engine.runtime import Runtime
 from engine.tables import Job
+from ledger.models import Actor
 from ledger.tables import ApiKey
 
 log = logging.getLogger(__name__)
@@ -89,13 +98,6 @@ STALLED_AFTER_SECONDS = 30.0
 """How late a due attempt may be before the sweeper sends it again."""
 LEASE_GRACE_SECONDS = 30.0
 """An attempt's lease: its timeout plus this; a dead worker's attempt is retried after it."""
-
-
-class WebhookConfig(msgspec.Struct, frozen=True, kw_only=True):
-    backoff_scale: float
-    timeout_seconds: float
-    response_excerpt_bytes: int = 1024
-    delays: tuple[float, ...] = (1.0, 4.0, 16.0)
 
 
 DEFAULT_CONFIG = WebhookConfig(backoff_scale=1.0, timeout_seconds=10.0)
@@ -360,11 +362,16 @@ async def deliver(runtime: Runtime, event_id: int, attempt: int) -> None:
     if claimed is None:
         return
     secret: str | None = None
+    previous: str | None = None
     if claimed["api_key"] is not None:
         key = await runtime.db.fetchrow(
-            "SELECT webhook_secret FROM api_keys WHERE id = $1", claimed["api_key"]
+            """SELECT webhook_secret, CASE WHEN previous_webhook_secret_expires_at > now()
+                                           THEN previous_webhook_secret END AS previous
+               FROM api_keys WHERE id = $1""",
+            claimed["api_key"],
         )
         secret = None if key is None else key["webhook_secret"]
+        previous = None if key is None else key["previous"]
 
     body: bytes = claimed["body"].encode()
     delivery_id = "dlv_" + secrets.token_hex(12)
@@ -385,6 +392,9 @@ async def deliver(runtime: Runtime, event_id: int, attempt: int) -> None:
             "X-FitInView-Timestamp": str(timestamp),
             "X-FitInView-Signature-V2": sign_v2(secret, timestamp, body),
         }
+        if previous:  # a webhook-secret rotation's grace period: the old secret signs too
+            headers["X-FitInView-Signature-Previous"] = sign_v1(previous, body)
+            headers["X-FitInView-Signature-V2-Previous"] = sign_v2(previous, timestamp, body)
         outcome = await _post(runtime, config, claimed["url"], body, headers)
     duration_ms = int((time.monotonic() - started) * 1000)
 
@@ -431,11 +441,24 @@ async def deliver(runtime: Runtime, event_id: int, attempt: int) -> None:
                 attempt,
                 retry_delay,
             )
+    if outcome.ok:
+        result = "delivered"
+    elif outcome.refused:
+        result = "refused"
+    else:
+        result = "failed" if retry_delay is None else "retrying"
+    metrics.webhook_delivery(result)
     log.info(
-        "webhook %s attempt %d: %s",
-        claimed["public_id"],
-        attempt,
-        "delivered" if outcome.ok else outcome.error,
+        "webhook.attempt",
+        extra={
+            "event_id": claimed["public_id"],
+            "job_id": claimed["job_public_id"],
+            "attempt": attempt,
+            "outcome": result,
+            "status": outcome.status_code,
+            "error": outcome.error,
+            "duration_ms": duration_ms,
+        },
     )
     if retry_delay is not None:
         schedule(runtime, event_id, attempt + 1, retry_delay)
@@ -447,7 +470,8 @@ async def deliver(runtime: Runtime, event_id: int, attempt: int) -> None:
 async def _event_row(runtime: Runtime, event: int | str) -> dict[str, Any]:
     column = "id" if isinstance(event, int) else "public_id"
     record = await runtime.db.fetchrow(
-        f"""SELECT e.*, j.public_id AS job_public_id FROM webhook_events e JOIN jobs j ON j.id = e.job
+        f"""SELECT e.*, j.public_id AS job_public_id, j.account AS account_id
+            FROM webhook_events e JOIN jobs j ON j.id = e.job
             WHERE e.{column} = $1""",
         event,
     )
@@ -492,12 +516,15 @@ async def event_with_attempts(runtime: Runtime, event_public_id: str) -> dict[st
     }
 
 
-async def resend(runtime: Runtime, event_id: int | str) -> int:
-    """Send the event again (same event id and body) as a fresh round of attempts.
+SYSTEM = Actor(operator="system")
+"""The actor of a re-send made by code rather than by an operator (tests, scripts)."""
 
-    ``event_id`` is the row id or the public ``evt_…`` id. The new attempt is numbered after
-    the last one and gets the usual retries if it fails. Returns its number; raises NotFound.
-    """
+
+async def mark_for_resend(
+    runtime: Runtime, event_id: int | str, actor: Actor, reason: str = ""
+) -> tuple[int, int]:
+    """Reset the event for a fresh round of attempts and audit it (``webhook.resend``), inside the
+    caller's transaction. Returns (event row id, attempt) for :func:`schedule` after the commit."""
     event = await _event_row(runtime, event_id)
     record = await runtime.db.fetchrow(
         """UPDATE webhook_events SET status = 'pending', next_attempt = attempts + 1,
@@ -507,8 +534,95 @@ async def resend(runtime: Runtime, event_id: int | str) -> int:
     )
     assert record is not None
     attempt = int(record["next_attempt"])
-    schedule(runtime, int(event["id"]), attempt)
+    await runtime.audit.record(
+        actor,
+        "webhook.resend",
+        target_type="webhook",
+        target_id=event["public_id"],
+        account_id=event["account_id"],
+        reason=reason,
+        before={"status": event["status"], "attempts": event["attempts"]},
+        after={"status": "pending", "next_attempt": attempt},
+    )
+    return int(event["id"]), attempt
+
+
+async def resend(runtime: Runtime, event_id: int | str, actor: Actor = SYSTEM, reason: str = "") -> int:
+    """Send the event again (same event id and body) as a fresh round of attempts.
+
+    ``event_id`` is the row id or the public ``evt_…`` id. The new attempt is numbered after
+    the last one and gets the usual retries if it fails. Owns its transaction (the change and
+    its audit entry commit together) and enqueues only after the commit. Returns the attempt's
+    number; raises NotFound.
+    """
+    async with runtime.db.transaction():
+        row_id, attempt = await mark_for_resend(runtime, event_id, actor, reason)
+    schedule(runtime, row_id, attempt)
     return attempt
+
+
+class EventFilter(msgspec.Struct, frozen=True, kw_only=True):
+    status: str | None = None
+    account_id: int | None = None
+    before_id: int | None = None
+    limit: int = 50
+
+
+class EventSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """One event in ops' list; ``GET /admin/webhooks/{evt_…}`` has the body and every attempt."""
+
+    cursor_id: int
+    id: str
+    job_id: str
+    account_id: int
+    url: str
+    status: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    next_attempt_at: datetime | None
+
+
+async def list_events(runtime: Runtime, query: EventFilter) -> list[EventSummary]:
+    """Events across jobs, newest first (keyset on the row id), with each one's last attempt."""
+    rows = await runtime.db.fetch(
+        """SELECT e.id, e.public_id, e.url, e.status, e.attempts, e.created_at, e.delivered_at,
+                  e.next_attempt_at, j.public_id AS job_public_id, j.account AS account_id,
+                  a.status_code AS last_status_code, a.error AS last_error
+           FROM webhook_events e
+           JOIN jobs j ON j.id = e.job
+           LEFT JOIN LATERAL (
+               SELECT status_code, error FROM webhook_attempts
+               WHERE event = e.id ORDER BY attempt DESC LIMIT 1
+           ) a ON true
+           WHERE ($1::text IS NULL OR e.status = $1)
+             AND ($2::bigint IS NULL OR j.account = $2)
+             AND e.id < $3
+           ORDER BY e.id DESC LIMIT $4""",
+        query.status,
+        query.account_id,
+        2**63 - 1 if query.before_id is None else query.before_id,
+        query.limit,
+    )
+    return [
+        EventSummary(
+            cursor_id=row["id"],
+            id=row["public_id"],
+            job_id=row["job_public_id"],
+            account_id=row["account_id"],
+            url=row["url"],
+            status=row["status"],
+            attempts=row["attempts"],
+            last_status_code=row["last_status_code"],
+            last_error=row["last_error"],
+            created_at=row["created_at"],
+            delivered_at=row["delivered_at"],
+            next_attempt_at=row["next_attempt_at"] if row["status"] == "pending" else None,
+        )
+        for row in rows
+    ]
 
 
 async def stalled_events(runtime: Runtime, limit: int = 500) -> list[int]:

@@ -2,12 +2,15 @@
 
 Every key belongs to exactly one dialect (FitInView keys ``fiv_live_…``/``fiv_test_…``,
 FtmvAI keys 64 lowercase hex). A key used on the other dialect's routes is
-unauthenticated there (401 in that route's shape); a disabled key is 403.
-Keys are looked up by the SHA-256 of the token (see :mod:`ledger.keys`).
+unauthenticated there (401 in that route's shape), and so is an expired key (past its
+``expires_at``) and a rotated-away secret after its grace period; a disabled key, and any key
+of a suspended account, is 403. Keys are looked up by the SHA-256 of the token (see
+:mod:`ledger.keys`); each use is noted in Redis for ``last_used_at`` (:mod:`engine.key_usage`).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Request
@@ -15,8 +18,9 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
+from engine import key_usage
 from engine.access import Caller
-from engine.errors import KeyDisabled, NotFound, Unauthenticated
+from engine.errors import AccountSuspended, KeyDisabled, KeyExpired, NotFound, Unauthenticated
 from engine.runtime import Runtime
 from ledger.keys import dialect_of_token
 
@@ -46,9 +50,14 @@ async def resolve_caller(runtime: Runtime, token: str | None, dialect: str | Non
     key = await runtime.ledger.key_for_token(token)
     if key is None or key.dialect != token_dialect:
         raise Unauthenticated("Invalid API key")
+    if key.expires_at is not None and key.expires_at <= datetime.now(UTC):
+        raise KeyExpired()
     if key.disabled:
         raise KeyDisabled("Key disabled")
     account = await runtime.ledger.account(key.account_id)
+    if account.suspended:
+        raise AccountSuspended()
+    await key_usage.note_use(runtime, key.id)
     return Caller(key=key, account=account)
 
 

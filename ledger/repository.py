@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import date, datetime
 from typing import Any
 
 from ledger.database import Database
-from ledger.models import AccountRecord, ApiKeyRecord, EntryRecord
+from ledger.models import AccountRecord, ApiKeyRecord, EntryRecord, UsageDayRecord
 
 
 def _account(row: dict[str, Any]) -> AccountRecord:
@@ -21,6 +22,10 @@ def _account(row: dict[str, Any]) -> AccountRecord:
         balance=row["balance"],
         prices=prices or {},
         created_at=row["created_at"],
+        email=row["email"],
+        suspended=row["suspended"],
+        suspended_reason=row["suspended_reason"],
+        erased_at=row["erased_at"],
     )
 
 
@@ -36,6 +41,11 @@ def _key(row: dict[str, Any]) -> ApiKeyRecord:
         disabled=row["disabled"],
         disabled_reason=row["disabled_reason"],
         created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        last_used_at=row["last_used_at"],
+        previous_key_expires_at=row["previous_key_expires_at"] if row["previous_key_hash"] else None,
+        previous_webhook_secret=row["previous_webhook_secret"],
+        previous_webhook_secret_expires_at=row["previous_webhook_secret_expires_at"],
     )
 
 
@@ -137,9 +147,41 @@ class LedgerRepository:
         )
         return None if row is None else _entry(row)
 
+    async def job_entries(self, job_id: int) -> list[EntryRecord]:
+        # Only debits and refunds ever carry a job_id; naming them lets the partial unique index
+        # ledger_entries_once_per_job (job_id, kind) serve this — without it, a seq scan of the
+        # whole ledger (hundreds of ms at 2M entries, bench/admin_at_size.py).
+        rows = await self.db.fetch(
+            "SELECT * FROM ledger_entries WHERE job_id = $1 AND kind IN ('debit', 'refund') ORDER BY id",
+            job_id,
+        )
+        return [_entry(row) for row in rows]
+
     async def entries(self, account_id: int, limit: int = 100) -> list[EntryRecord]:
         rows = await self.db.fetch(
             "SELECT * FROM ledger_entries WHERE account = $1 ORDER BY id DESC LIMIT $2", account_id, limit
+        )
+        return [_entry(row) for row in rows]
+
+    async def entries_page(
+        self, account_id: int, *, kind: str | None, before_id: int | None, limit: int
+    ) -> list[EntryRecord]:
+        """One page of an account's entries, newest first, continuing below ``before_id``.
+
+        Keyset paging on ``(account, id)`` (or ``(account, kind, id)`` with a kind): one index
+        range scan however long the ledger is, never an OFFSET. The SQL names only the filters
+        given (values stay parameters), so each shape gets its own plan on its own index.
+        """
+        conditions: list[str] = ["account = $1"]
+        args: list[Any] = [account_id]
+        for condition, value in (("kind = ${}", kind), ("id < ${}", before_id)):
+            if value is not None:
+                args.append(value)
+                conditions.append(condition.format(len(args)))
+        args.append(limit)
+        where = " AND ".join(conditions)
+        rows = await self.db.fetch(
+            f"SELECT * FROM ledger_entries WHERE {where} ORDER BY id DESC LIMIT ${len(args)}", *args
         )
         return [_entry(row) for row in rows]
 
@@ -171,10 +213,12 @@ class LedgerRepository:
         key_hash: str,
         key_hint: str,
         webhook_secret: str | None,
+        expires_at: datetime | None = None,
     ) -> ApiKeyRecord:
         row = await self.db.fetchrow(
-            "INSERT INTO api_keys (account, dialect, mode, name, key_hash, key_hint, webhook_secret)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+            "INSERT INTO api_keys"
+            " (account, dialect, mode, name, key_hash, key_hint, webhook_secret, expires_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
             account_id,
             dialect,
             mode,
@@ -182,12 +226,19 @@ class LedgerRepository:
             key_hash,
             key_hint,
             webhook_secret,
+            expires_at,
         )
         assert row is not None
         return _key(row)
 
     async def key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
-        row = await self.db.fetchrow("SELECT * FROM api_keys WHERE key_hash = $1", key_hash)
+        """The key whose current secret hashes to ``key_hash``, or whose previous one does and is
+        still inside its rotation grace period (two unique-index probes)."""
+        row = await self.db.fetchrow(
+            "SELECT * FROM api_keys WHERE key_hash = $1"
+            " OR (previous_key_hash = $1 AND previous_key_expires_at > now()) LIMIT 1",
+            key_hash,
+        )
         return None if row is None else _key(row)
 
     async def get_key(self, key_id: int) -> ApiKeyRecord | None:
@@ -208,3 +259,186 @@ class LedgerRepository:
             reason,
         )
         return None if row is None else _key(row)
+
+    # operators' account and key management (issue 8) ------------------------------------------
+    async def search_accounts(
+        self,
+        *,
+        account_id: int | None,
+        text_from: str | None,
+        text_to: str | None,
+        hint_from: str | None,
+        hint_to: str | None,
+        key_hash: str | None,
+        dialect: str | None,
+        plan: str | None,
+        before_id: int | None,
+        limit: int,
+    ) -> list[AccountRecord]:
+        """Accounts newest first, filtered; with a search, the union of five index probes.
+
+        ``text_from``/``text_to`` bound a case-folded prefix range on ``lower(name)`` and
+        ``lower(email)`` (their ``text_pattern_ops`` indexes; the ``~>=~``/``~<~`` operators keep
+        the index usable under a generic prepared plan, where ``LIKE $1`` would not),
+        ``hint_from``/``hint_to`` one on ``api_keys.key_hint``; ``key_hash`` finds the account of
+        a whole pasted key; ``account_id`` the account itself. Without any, every account.
+        """
+        filters = (
+            "($1::text IS NULL OR a.dialect = $1) AND ($2::text IS NULL OR a.plan = $2)"
+            " AND ($3::bigint IS NULL OR a.id < $3)"
+        )
+        searching = any(v is not None for v in (account_id, text_from, hint_from, key_hash))
+        if not searching:
+            rows = await self.db.fetch(
+                f"SELECT a.* FROM accounts a WHERE {filters} ORDER BY a.id DESC LIMIT $4",
+                dialect,
+                plan,
+                before_id,
+                limit,
+            )
+            return [_account(row) for row in rows]
+        rows = await self.db.fetch(
+            f"""WITH hits AS (
+                    SELECT id FROM accounts WHERE id = $5::bigint
+                    UNION SELECT id FROM accounts
+                        WHERE lower(name) ~>=~ $6::text AND lower(name) ~<~ $7::text
+                    UNION SELECT id FROM accounts
+                        WHERE lower(email) ~>=~ $6::text AND lower(email) ~<~ $7::text
+                    UNION SELECT account FROM api_keys
+                        WHERE key_hint ~>=~ $8::text AND key_hint ~<~ $9::text
+                    UNION SELECT account FROM api_keys WHERE key_hash = $10::text
+                )
+                SELECT a.* FROM accounts a JOIN hits h ON h.id = a.id
+                WHERE {filters} ORDER BY a.id DESC LIMIT $4""",
+            dialect,
+            plan,
+            before_id,
+            limit,
+            account_id,
+            text_from,
+            text_to,
+            hint_from,
+            hint_to,
+            key_hash,
+        )
+        return [_account(row) for row in rows]
+
+    async def account_for_update(self, account_id: int) -> AccountRecord | None:
+        row = await self.db.fetchrow("SELECT * FROM accounts WHERE id = $1 FOR UPDATE", account_id)
+        return None if row is None else _account(row)
+
+    async def update_account(
+        self,
+        account_id: int,
+        *,
+        name: str,
+        email: str | None,
+        plan: str,
+        prices: dict[str, int],
+        suspended: bool,
+        suspended_reason: str | None,
+    ) -> AccountRecord:
+        row = await self.db.fetchrow(
+            """UPDATE accounts SET name = $2, email = $3, plan = $4, prices = $5::jsonb, suspended = $6,
+                                   suspended_reason = $7
+               WHERE id = $1 RETURNING *""",
+            account_id,
+            name,
+            email,
+            plan,
+            json.dumps(prices),
+            suspended,
+            suspended_reason,
+        )
+        assert row is not None, f"account {account_id} vanished"
+        return _account(row)
+
+    async def mark_erased(self, account_id: int, *, name: str) -> AccountRecord:
+        """Replace the account's personal fields; ``erased_at`` keeps the first erasure's time."""
+        row = await self.db.fetchrow(
+            """UPDATE accounts SET name = $2, email = NULL, erased_at = COALESCE(erased_at, now())
+               WHERE id = $1 RETURNING *""",
+            account_id,
+            name,
+        )
+        assert row is not None, f"account {account_id} vanished"
+        return _account(row)
+
+    async def account_keys(self, account_id: int) -> list[ApiKeyRecord]:
+        rows = await self.db.fetch("SELECT * FROM api_keys WHERE account = $1 ORDER BY id", account_id)
+        return [_key(row) for row in rows]
+
+    async def disable_account_keys(self, account_id: int, reason: str) -> list[int]:
+        """Disable every enabled key of the account; returns the ids it disabled now."""
+        rows = await self.db.fetch(
+            """UPDATE api_keys SET disabled = true, disabled_reason = $2
+               WHERE account = $1 AND NOT disabled RETURNING id""",
+            account_id,
+            reason,
+        )
+        return [int(row["id"]) for row in rows]
+
+    async def rotate_key(
+        self, key_id: int, *, key_hash: str, key_hint: str, grace_seconds: int
+    ) -> ApiKeyRecord | None:
+        """Give the key row a new secret; the current one becomes the previous, valid for the grace
+        (none at 0 s). A previous secret still in its grace from an earlier rotation is dropped."""
+        row = await self.db.fetchrow(
+            """UPDATE api_keys SET
+                   previous_key_hash = CASE WHEN $4::integer > 0 THEN key_hash END,
+                   previous_key_expires_at =
+                       CASE WHEN $4::integer > 0 THEN now() + make_interval(secs => $4::integer) END,
+                   key_hash = $2, key_hint = $3
+               WHERE id = $1 RETURNING *""",
+            key_id,
+            key_hash,
+            key_hint,
+            grace_seconds,
+        )
+        return None if row is None else _key(row)
+
+    async def rotate_webhook_secret(
+        self, key_id: int, *, secret: str, grace_seconds: int
+    ) -> ApiKeyRecord | None:
+        row = await self.db.fetchrow(
+            """UPDATE api_keys SET
+                   previous_webhook_secret = CASE WHEN $3::integer > 0 THEN webhook_secret END,
+                   previous_webhook_secret_expires_at =
+                       CASE WHEN $3::integer > 0 THEN now() + make_interval(secs => $3::integer) END,
+                   webhook_secret = $2
+               WHERE id = $1 RETURNING *""",
+            key_id,
+            secret,
+            grace_seconds,
+        )
+        return None if row is None else _key(row)
+
+    async def touch_keys(self, key_ids: list[int], used_at: list[datetime]) -> int:
+        """Move ``last_used_at`` forward (never back) for many keys in one statement."""
+        rows = await self.db.fetch(
+            """UPDATE api_keys k SET last_used_at = u.used_at
+               FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, used_at)
+               WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.used_at)
+               RETURNING k.id""",
+            key_ids,
+            used_at,
+        )
+        return len(rows)
+
+    async def usage_days(self, account_id: int, since: date) -> list[UsageDayRecord]:
+        """The account's ``usage_daily`` rows from ``since`` on, one per day (index on account, day)."""
+        rows = await self.db.fetch(
+            """SELECT day, SUM(jobs_submitted)::bigint AS jobs_submitted,
+                      SUM(jobs_succeeded)::bigint AS jobs_succeeded, SUM(jobs_failed)::bigint AS jobs_failed,
+                      SUM(credits_debited)::bigint AS credits_debited,
+                      SUM(credits_refunded)::bigint AS credits_refunded,
+                      SUM(credits_granted)::bigint AS credits_granted,
+                      SUM(credits_purchased)::bigint AS credits_purchased,
+                      SUM(credits_adjusted)::bigint AS credits_adjusted,
+                      SUM(credits_reversed)::bigint AS credits_reversed,
+                      SUM(generation_seconds) AS generation_seconds
+               FROM usage_daily WHERE account = $1 AND day >= $2 GROUP BY day ORDER BY day""",
+            account_id,
+            since,
+        )
+        return [UsageDayRecord(**row) for row in rows]

@@ -8,6 +8,8 @@ sum of the entries, which ``tryon-gateway ledger verify`` checks.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 
 from ledger.database import Database
@@ -38,7 +40,9 @@ class LedgerService:
         """Hold the account's row lock until the caller's transaction ends (serialises admissions)."""
         await self.repo.lock(account_id)
 
-    async def mint_key(self, account_id: int, *, mode: KeyMode, name: str) -> MintedKey:
+    async def mint_key(
+        self, account_id: int, *, mode: KeyMode, name: str, expires_at: datetime | None = None
+    ) -> MintedKey:
         account = await self.account(account_id)
         if mode == "test" and await self.repo.has_test_key(account_id):
             raise Conflict("This account already has a test key")
@@ -53,6 +57,7 @@ class LedgerService:
                 key_hash=hash_key(plaintext),
                 key_hint=key_hint(plaintext),
                 webhook_secret=secret,
+                expires_at=expires_at,
             )
         except asyncpg.UniqueViolationError:
             raise Conflict("This account already has a test key") from None
@@ -60,6 +65,12 @@ class LedgerService:
 
     async def key_for_token(self, token: str) -> ApiKeyRecord | None:
         return await self.repo.key_by_hash(hash_key(token))
+
+    async def key(self, key_id: int) -> ApiKeyRecord:
+        key = await self.repo.get_key(key_id)
+        if key is None:
+            raise NotFound("Key not found")
+        return key
 
     async def set_key_disabled(self, key_id: int, *, disabled: bool, reason: str | None) -> ApiKeyRecord:
         key = await self.repo.set_key_disabled(key_id, disabled, reason if disabled else None)
@@ -160,6 +171,40 @@ class LedgerService:
         )
         return amount
 
+    async def refund_job_once(self, account_id: int, job_id: int, *, reason: str, reference: str) -> int:
+        """An operator's goodwill refund of a job's debit: exactly once, or :class:`Conflict`.
+
+        Unlike :meth:`refund_job` (the failure rule, which may be asked twice and answers 0), a
+        second goodwill refund is an error the operator must see. ``reference`` (unique in the
+        ledger, e.g. ``goodwill:job_…``) marks the entry so ``ledger verify`` can tell it from a
+        failure refund. Racing callers meet the unique (job_id, kind) index: one wins, the others
+        get Conflict. Returns the amount refunded.
+        """
+        debit = await self.repo.job_entry(job_id, "debit")
+        if debit is None or debit.amount == 0:
+            raise Conflict("Nothing to refund: the job cost no credits")
+        if await self.repo.job_entry(job_id, "refund") is not None:
+            raise Conflict("The job was already refunded")
+        amount = -debit.amount
+        balance = await self.repo.add_to_balance(account_id, amount)
+        try:
+            await self.repo.insert_entry(
+                account_id=account_id,
+                kind="refund",
+                amount=amount,
+                balance_after=balance,
+                job_id=job_id,
+                reason=reason,
+                reference=reference,
+            )
+        except asyncpg.UniqueViolationError:
+            raise Conflict("The job was already refunded") from None
+        return amount
+
+    async def job_entries(self, job_id: int) -> list[EntryRecord]:
+        """Every ledger entry of one job (its debit, its refund), oldest first."""
+        return await self.repo.job_entries(job_id)
+
     async def balance(self, account_id: int) -> int:
         balance = await self.repo.balance(account_id)
         if balance is None:
@@ -171,6 +216,12 @@ class LedgerService:
 
     async def entries(self, account_id: int, limit: int = 100) -> list[EntryRecord]:
         return await self.repo.entries(account_id, limit)
+
+    async def entries_page(
+        self, account_id: int, *, kind: str | None = None, before_id: int | None = None, limit: int = 50
+    ) -> list[EntryRecord]:
+        """Entries newest first below ``before_id`` (keyset paging; see :mod:`ledger.statements`)."""
+        return await self.repo.entries_page(account_id, kind=kind, before_id=before_id, limit=limit)
 
     async def verify(self) -> list[str]:
         """Violations of the ledger's invariants, one sentence each (empty: all good)."""

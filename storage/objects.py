@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 from minio import Minio
+from minio.commonconfig import CopySource
+from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error
 from urllib3.exceptions import HTTPError
 
@@ -85,6 +87,44 @@ class ObjectStore:
 
     async def delete(self, key: str) -> None:
         await self._run(lambda: self._client.remove_object(self.bucket, key))
+
+    async def copy(self, source: str, destination: str) -> None:
+        """Copy an object inside the bucket, server-side (the bytes never pass through us)."""
+        await self._run(
+            lambda: self._client.copy_object(self.bucket, destination, CopySource(self.bucket, source))
+        )
+
+    async def list_prefix(self, prefix: str, limit: int | None = None) -> list[str]:
+        """The keys of the objects under ``prefix`` (recursively), at most ``limit``."""
+
+        def listing() -> list[str]:
+            keys: list[str] = []
+            for item in self._client.list_objects(self.bucket, prefix=prefix, recursive=True):
+                if item.object_name is not None:
+                    keys.append(item.object_name)
+                if limit is not None and len(keys) >= limit:
+                    break
+            return keys
+
+        return await self._run(listing)
+
+    async def delete_prefix(self, prefix: str, batch_size: int = 1000) -> int:
+        """Delete every object under ``prefix`` in batches (one multi-object DELETE per batch);
+        returns how many. Safe to repeat: a second run finds nothing and deletes nothing."""
+        if not prefix or not prefix.endswith("/"):
+            raise ValueError(f"refusing to delete under {prefix!r}: a prefix must end with '/'")
+        deleted = 0
+        while keys := await self.list_prefix(prefix, limit=batch_size):
+
+            def remove(batch: list[str] = keys) -> list[str]:
+                errors = self._client.remove_objects(self.bucket, [DeleteObject(key) for key in batch])
+                return [f"{error.name}: {error.message}" for error in errors]
+
+            failures = await self._run(remove)
+            if failures:
+                raise StorageError(f"could not delete {len(failures)} object(s): {failures[0]}")
+            deleted += len(keys)
+        return deleted
 
     def presigned_url(self, key: str, ttl_seconds: int) -> str:
         """A GET link valid for ``ttl_seconds`` (signing is local: no network call)."""
