@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from engine import webhooks
+from engine import context, metrics, webhooks
 from engine.backends.base import (
     Backend,
     CatalogInput,
@@ -53,20 +53,59 @@ def should_refund(runtime: Runtime, code: str, reason: str) -> bool:
     return reason in rules or code in rules
 
 
-async def fail_job(runtime: Runtime, job_id: int, *, code: str, message: str) -> JobRecord | None:
-    """Fail a job that has not finished yet and refund it if the rule says so. Exactly once."""
+FailHook = Callable[[JobRecord, int], Awaitable[None]]
+"""Called inside the failing transaction with the failed job and the credits refunded."""
+
+
+async def fail_job(
+    runtime: Runtime,
+    job_id: int,
+    *,
+    code: str,
+    message: str,
+    always_refund: bool = False,
+    in_transaction: FailHook | None = None,
+) -> JobRecord | None:
+    """Fail a job that has not finished yet and refund it if the rule says so. Exactly once.
+
+    Returns None if the job had already finished. An operator's cancel passes
+    ``always_refund`` (a cancel is refunded whatever ``refund_on`` says) and an
+    ``in_transaction`` hook that writes its audit entry in the same transaction; the
+    completion event and the webhook go out only after the commit.
+    """
+    refunded = 0
     async with runtime.db.transaction():
         failed = await runtime.jobs.fail(job_id, code=code, message=message)
         if failed is None:
             return None
         job = failed
-        if job.mode == "live" and job.cost_credits > 0 and should_refund(runtime, code, message):
+        if (
+            job.mode == "live"
+            and job.cost_credits > 0
+            and (always_refund or should_refund(runtime, code, message))
+        ):
             refunded = await runtime.ledger.refund_job(job.account, job.id, reason=f"{code}: {message}")
             if refunded:
                 job = await runtime.jobs.record_refund(job.id, refunded)
+        if in_transaction is not None:
+            await in_transaction(job, refunded)
         event = await webhooks.record_event(runtime, job, None)
+    metrics.job_finished(
+        kind=job.kind, status="failed", error_code=code, message=message, backend=job.backend
+    )
+    metrics.credits_moved("refund", refunded)
     await _announce(runtime, job, event)
-    log.info("job %s failed: %s / %s", job.public_id, code, message)
+    log.info(
+        "job.failed",
+        extra={
+            **context.job_log_fields(job),
+            "status": "failed",
+            "error_code": code,
+            "reason": message,
+            "credits_refunded": refunded,
+            "duration_ms": job.duration_ms,
+        },
+    )
     if code == "generation_failed" and message == "content_blocked" and job.mode == "live":
         await note_content_blocked(runtime, job.api_key)
     return job
@@ -97,6 +136,10 @@ async def run_job(runtime: Runtime, job_id: int) -> None:
         job = await runtime.jobs.claim(job_id, deadline_seconds=runtime.config.job_deadline_seconds)
     if job is None:
         return  # already running elsewhere, or finished: nothing to do
+    context.bind(**context.job_log_fields(job))
+    waited = (job.started_at - job.created_at).total_seconds() if job.started_at else 0.0
+    metrics.queue_wait(waited)
+    log.info("job.claimed", extra={"status": "running", "queue_wait_ms": int(waited * 1000)})
     started = time.monotonic()
     try:
         await _run_claimed(runtime, job)
@@ -108,7 +151,7 @@ async def run_job(runtime: Runtime, job_id: int) -> None:
         log.exception("job %s crashed", job.public_id)
         await fail_job(runtime, job.id, code="internal_error", message=f"{type(exc).__name__}"[:200])
     finally:
-        log.info("job %s handled in %.2fs", job.public_id, time.monotonic() - started)
+        log.debug("job %s handled in %.2fs", job.public_id, time.monotonic() - started)
 
 
 async def _read_inputs(runtime: Runtime, job: JobRecord, role: str) -> list[bytes]:
@@ -214,6 +257,14 @@ async def _generate_passing(runtime: Runtime, job: JobRecord) -> list[GeneratedI
         started = time.monotonic()
         try:
             images = await _generate(runtime, job, backend, inputs, seed)
+            seconds = time.monotonic() - started
+            metrics.generation(
+                backend=backend.name,
+                kind=job.kind,
+                longest_side=int(job.params["longest_side"]),
+                seconds=seconds,
+            )
+            log.info("job.generated", extra={"attempt": attempt, "duration_ms": int(seconds * 1000)})
         finally:
             attempts.append(
                 {"attempt": attempt, "seed": seed, "seconds": round(time.monotonic() - started, 3)}
@@ -222,8 +273,12 @@ async def _generate_passing(runtime: Runtime, job: JobRecord) -> list[GeneratedI
             await runtime.jobs.add_report(job.id, {"generations": attempts})
         if not images or any(not image.data for image in images):
             raise GenerationFailed("no_image")
+        gate_started = time.monotonic()
         failure = await _gate(runtime, job, inputs, images)
+        metrics.quality_verdict(failure)
+        log.info("job.quality_gate", extra={"attempt": attempt, "verdict": failure or "passed"})
         attempts[-1]["quality"] = failure or "passed"
+        attempts[-1]["gate_seconds"] = round(time.monotonic() - gate_started, 3)
         await runtime.jobs.add_report(job.id, {"generations": attempts})
         if failure is None:
             return images
@@ -261,4 +316,21 @@ async def _run_claimed(runtime: Runtime, job: JobRecord) -> None:
             result_url = runtime.store.presigned_url(results[0].key, runtime.config.presign_ttl_seconds)
             event = await webhooks.record_event(runtime, finished, result_url)
     if finished is not None:
+        metrics.job_finished(
+            kind=finished.kind, status="succeeded", error_code=None, message=None, backend=finished.backend
+        )
         await _announce(runtime, finished, event)
+        log.info("job.succeeded", extra={"status": "succeeded", "duration_ms": finished.duration_ms})
+    else:
+        await _discard(runtime, job, results)
+
+
+async def _discard(runtime: Runtime, job: JobRecord, results: list[StoredImage]) -> None:
+    """The job ended meanwhile (an operator cancelled it, or the sweeper failed it): it never
+    succeeds after that, so the result just stored is deleted rather than left unreferenced."""
+    log.info("job.discarded", extra={"status": "discarded", "results": len(results)})
+    for image in results:
+        try:
+            await runtime.store.delete(image.key)
+        except StorageError as exc:
+            log.warning("job %s: could not delete discarded result %s: %s", job.public_id, image.key, exc)

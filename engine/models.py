@@ -132,6 +132,10 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     deadline_at: datetime | None
     duration_ms: int | None
     report: dict[str, Any] = {}
+    rerun_of: int | None = None
+    """The job this one re-runs (an operator's free re-run of a failed job), if any."""
+    purged_at: datetime | None = None
+    """When retention deleted the job's stored images (the record and its money stay)."""
 
 
 class JobView(JobRecord, frozen=True, kw_only=True):
@@ -139,6 +143,8 @@ class JobView(JobRecord, frozen=True, kw_only=True):
 
     result_urls: list[str] = []
     input_urls: list[str] = []
+    purged: bool = False
+    """Retention deleted its images: no links, whatever its status."""
 
 
 class Submission(msgspec.Struct, frozen=True, kw_only=True):
@@ -150,3 +156,25 @@ class Submission(msgspec.Struct, frozen=True, kw_only=True):
 class JobPage(msgspec.Struct, frozen=True, kw_only=True):
     jobs: list[JobView]
     next_cursor: str | None
+
+
+class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator's job search: every given filter must match; newest first below ``before_id``."""
+
+    account: int | None = None
+    api_key: int | None = None
+    dialect: str | None = None
+    kind: str | None = None
+    status: str | None = None
+    error_code: str | None = None
+    backend: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before_id: int | None = None
+    limit: int = 50
+
+
+CANCELLED = "cancelled"
+"""The ``error_code`` of a job an operator cancelled (always refunded)."""
+GOODWILL_PREFIX = "goodwill:"
+"""The ledger reference of an operator's goodwill refund is this plus the job's public id."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from engine.models import STAGE_PROGRESS, JobRecord, Stage, StoredImage
+from engine.models import STAGE_PROGRESS, JobFilter, JobRecord, Stage, StoredImage
 from ledger.database import Database
 
 _JSON_COLUMNS = ("params", "inputs", "results", "metadata", "report")
@@ -175,6 +175,19 @@ class JobRepository:
         assert record is not None
         return _row(record)
 
+    async def queue_summary(self) -> dict[str, Any]:
+        """Unfinished jobs: queued and running counts, the oldest queued one's creation, and the
+        database's now (the ``jobs_unfinished`` partial index keeps this cheap)."""
+        row = await self.db.fetchrow(
+            """SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
+                      count(*) FILTER (WHERE status = 'running') AS running,
+                      min(created_at) FILTER (WHERE status = 'queued') AS oldest_queued_at,
+                      now() AS now
+               FROM jobs WHERE status IN ('queued', 'running')"""
+        )
+        assert row is not None
+        return row
+
     # sweeping -----------------------------------------------------------------
     async def stale_queued(self, older_than_seconds: float, limit: int = 500) -> list[int]:
         records = await self.db.fetch(
@@ -233,6 +246,89 @@ class JobRepository:
                       (SELECT count(*) FROM ledger_entries e WHERE e.job_id = j.id AND e.kind = 'refund')
                           AS refunds,
                       (SELECT COALESCE(SUM(e.amount), 0) FROM ledger_entries e
-                          WHERE e.job_id = j.id AND e.kind = 'refund') AS refunded
+                          WHERE e.job_id = j.id AND e.kind = 'refund') AS refunded,
+                      (SELECT max(e.reference) FROM ledger_entries e
+                          WHERE e.job_id = j.id AND e.kind = 'refund') AS refund_reference,
+                      j.rerun_of
                FROM jobs j ORDER BY j.id"""
         )
+
+    # operations (what ops do to jobs: engine/operations.py) ---------------------
+    async def search(self, query: JobFilter) -> list[JobRecord]:
+        """Jobs matching every given filter, newest first.
+
+        The SQL names only the filters given (values stay parameters), so each combination gets
+        a plan for its own index — ``(account, status, id DESC)``, ``(status, id DESC)``, … —
+        instead of one generic plan full of ``$n IS NULL OR …``.
+        """
+        conditions: list[str] = []
+        args: list[Any] = []
+        for column, operator, value in (
+            ("account", "=", query.account),
+            ("api_key", "=", query.api_key),
+            ("dialect", "=", query.dialect),
+            ("kind", "=", query.kind),
+            ("status", "=", query.status),
+            ("error_code", "=", query.error_code),
+            ("backend", "=", query.backend),
+            ("created_at", ">=", query.since),
+            ("created_at", "<", query.until),
+            ("id", "<", query.before_id),
+        ):
+            if value is not None:
+                args.append(value)
+                conditions.append(f"{column} {operator} ${len(args)}")
+        where = " AND ".join(conditions) or "TRUE"
+        args.append(query.limit)
+        records = await self.db.fetch(
+            f"SELECT * FROM jobs WHERE {where} ORDER BY id DESC LIMIT ${len(args)}", *args
+        )
+        return [_row(record) for record in records]
+
+    async def lock(self, job_id: int) -> JobRecord | None:
+        """The job, row-locked until the caller's transaction ends (serialises ops actions on it)."""
+        record = await self.db.fetchrow("SELECT * FROM jobs WHERE id = $1 FOR UPDATE", job_id)
+        return None if record is None else _row(record)
+
+    async def reruns(self, job_id: int) -> list[JobRecord]:
+        records = await self.db.fetch("SELECT * FROM jobs WHERE rerun_of = $1 ORDER BY id", job_id)
+        return [_row(record) for record in records]
+
+    async def insert_rerun(self, original_id: int, public_id: str, inputs: list[StoredImage]) -> JobRecord:
+        """A new queued job repeating ``original_id``: same account, key, parameters and seed,
+        the given (copied) inputs, free (cost 0) and without the original's webhook."""
+        record = await self.db.fetchrow(
+            """INSERT INTO jobs (public_id, account, api_key, dialect, kind, mode, backend, params, inputs,
+                                 cost_credits, metadata, seed, webhook_url, rerun_of)
+               SELECT $2, account, api_key, dialect, kind, mode, backend, params, $3::jsonb,
+                      0, metadata, seed, NULL, id
+               FROM jobs WHERE id = $1 RETURNING *""",
+            original_id,
+            public_id,
+            _json(inputs),
+        )
+        assert record is not None, f"job {original_id} vanished"
+        return _row(record)
+
+    async def idempotency_key(self, job: JobRecord) -> dict[str, Any] | None:
+        """The Idempotency-Key remembered for the job, if its request carried one."""
+        return await self.db.fetchrow(
+            """SELECT key, request_hash, created_at FROM idempotency_keys
+               WHERE job = $1 ORDER BY id DESC LIMIT 1""",
+            job.id,
+        )
+
+    async def webhook_deliveries(self, job_id: int) -> list[dict[str, Any]]:
+        """The job's webhook event (one at most today) with its attempts, oldest first."""
+        events = await self.db.fetch(
+            """SELECT id, public_id, url, status, attempts, created_at, delivered_at
+               FROM webhook_events WHERE job = $1 ORDER BY id""",
+            job_id,
+        )
+        for event in events:
+            event["deliveries"] = await self.db.fetch(
+                """SELECT attempt, delivery_id, attempted_at, status_code, error, duration_ms
+                   FROM webhook_attempts WHERE event = $1 ORDER BY attempt, id""",
+                event["id"],
+            )
+        return events

@@ -23,7 +23,7 @@ import asyncpg
 import msgspec
 from redis.exceptions import RedisError
 
-from engine import prices
+from engine import context, metrics, prices
 from engine.access import Caller
 from engine.errors import (
     IdempotencyInProgress,
@@ -59,7 +59,13 @@ def new_public_id() -> str:
 
 
 def present(runtime: Runtime, job: JobRecord) -> JobView:
-    """The job as dialects see it, with fresh presigned links for stored images."""
+    """The job as dialects see it, with fresh presigned links for stored images.
+
+    A purged job (retention deleted its images) gets no links at all: signing a deleted key
+    would hand out a link that answers 404.
+    """
+    if job.purged_at is not None:
+        return JobView(**msgspec.structs.asdict(job), purged=True)
     ttl = runtime.config.presign_ttl_seconds
     result_urls = [runtime.store.presigned_url(image.key, ttl) for image in job.results]
     input_urls = [runtime.store.presigned_url(image.key, ttl) for image in job.inputs]
@@ -263,6 +269,10 @@ async def _accept(
                 if replay is not None:
                     return replay
             raise
+        context.bind(**context.job_log_fields(job))
+        metrics.job_submitted(dialect=job.dialect, kind=job.kind, backend=job.backend, mode=job.mode)
+        metrics.credits_moved("debit", price)
+        log.info("job.accepted", extra={"status": "queued", "credits": price})
         _enqueue(runtime, job.id)
         return Submission(job=present(runtime, job), credits_remaining=balance)
 
@@ -276,6 +286,7 @@ async def _admit(runtime: Runtime, caller: Caller, max_in_progress: int) -> None
     await runtime.ledger.lock_account(caller.account.id)
     if await runtime.jobs.count_unfinished(caller.account.id) >= max_in_progress:
         retry = runtime.config.concurrency_retry_after_seconds
+        metrics.rate_limited(dialect=caller.dialect, scope="concurrent")
         raise RateLimited(
             retry_after=retry, limit=max_in_progress, reset=int(time.time()) + retry, scope="concurrent"
         )

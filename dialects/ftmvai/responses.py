@@ -54,12 +54,16 @@ def estimated_completion(job: JobView, now: datetime) -> datetime:
 
 
 def _results(job: JobView) -> dict[str, object]:
-    inputs = dict(zip([image.role for image in job.inputs], job.input_urls, strict=True))
+    """The order's links; a purged order (retention deleted its images) keeps its keys with null
+    values, and a catalog keeps its quantity, so callers see what it was but get no dead link."""
+    inputs: dict[str, str] = {}
+    if not job.purged:
+        inputs = dict(zip([image.role for image in job.inputs], job.input_urls, strict=True))
     if job.kind == "catalog":
         return {
             "product_url": inputs.get("product"),
-            "catalog_images": list(job.result_urls),
-            "quantity": len(job.result_urls),
+            "catalog_images": None if job.purged else list(job.result_urls),
+            "quantity": len(job.results),
             "product_description": PRODUCT_DESCRIPTION,
         }
     return {
@@ -91,8 +95,8 @@ def order(job: JobView, *, now: datetime | None = None) -> OrderResponse:
         body.error = OrderError(
             code=(job.error_code or "internal_error").upper(), message=job.error_message or "failed"
         )
-        if job.credits_refunded:
-            body.credits_refunded = job.credits_refunded
+    if job.credits_refunded:  # a failure's refund, or an operator's goodwill refund of a success
+        body.credits_refunded = job.credits_refunded
     return OrderResponse(success=True, order=body)
 
 
