@@ -28,8 +28,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from engine import outbound, webhooks
+from engine.config import WebhookConfig
 from engine.models import JobRecord
-from engine.webhooks import WebhookConfig, build_body, sign_v1, sign_v2
+from engine.webhooks import build_body, sign_v1, sign_v2
 from ledger.database import apply_migrations
 from tests.support.gateway import RunningGateway
 from tests.support.image_host import ImageHost
@@ -566,7 +567,7 @@ async def test_end_to_end_admin_shows_attempts_and_resends(
 
     status, _, _ = await e2e_gateway.request(
         "GET",
-        "/admin/webhooks/evt_unknown",
+        "/admin/webhooks/evt_00ff00ff",
         headers={"Authorization": f"Bearer {e2e_gateway.settings.admin_token}"},
     )
     assert status == 404
