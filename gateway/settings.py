@@ -50,6 +50,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gemini_catalog_concurrency: int = 4
     host_dialects: tuple[str, ...] = ()
     log_level: str = "info"
+    log_format: str = ""
+    metrics_token: str = ""
+    metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"
+    metrics_dir: str = ""
 
     # FitInView behaviour
     sync_wait_seconds: float = 90.0
@@ -81,7 +86,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # storage
     presign_ttl_seconds: int = 86_400
-    retention_days: int = 7
+    retention_days: float = 7.0
+    retention_interval_seconds: float = 3600.0
+    retention_batch_size: int = 100
+    ledger_verify_interval_seconds: float = 86_400.0
 
     # engine
     local_backend_delay_seconds: float = 0.0
@@ -103,6 +111,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         "no_image",
         "quality_check_failed",
         "model_unavailable",
+        "no_person_detected",
         "storage_failed",
         "internal_error",
     )

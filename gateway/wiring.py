@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.config import PaymentsConfig, WebhookConfig
 from engine.inputs import ImageLimits
 from engine.outbound import OutboundPolicy
-from engine.payments import PaymentsConfig
 from engine.quality import QualityThresholds
 from engine.runtime import EngineConfig, Runtime
-from engine.webhooks import WebhookConfig
 from gateway.settings import Settings
 from storage.objects import StorageConfig
 
@@ -58,6 +57,10 @@ def engine_config(settings: Settings, *, default_engine: str = DEV_ENGINE) -> En
         job_deadline_seconds=settings.job_deadline_seconds,
         requeue_after_seconds=settings.requeue_after_seconds,
         sweep_interval_seconds=settings.sweep_interval_seconds,
+        retention_seconds=settings.retention_days * 86_400,
+        retention_interval_seconds=settings.retention_interval_seconds,
+        retention_batch_size=settings.retention_batch_size,
+        ledger_verify_interval_seconds=settings.ledger_verify_interval_seconds,
         job_max_retries=settings.job_max_retries,
         job_retry_min_backoff_ms=settings.job_retry_min_backoff_ms,
         job_retry_max_backoff_ms=settings.job_retry_max_backoff_ms,
