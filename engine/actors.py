@@ -16,7 +16,7 @@ import dramatiq
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine import execution
+from engine import context, execution
 from engine.runtime import Runtime
 
 JOB_SUBMITTED = "job.submitted"
@@ -40,8 +40,15 @@ def is_transient(exc: BaseException) -> bool:
 def declare(broker: dramatiq.Broker, runtime: Runtime) -> None:
     """Declare the actors on ``broker``, bound to ``runtime``, and let the runtime send to them."""
 
-    async def job_submitted(job_id: int) -> None:
+    async def job_submitted(job_id: int, request_id: str | None = None) -> None:
+        # The submitting request's id (absent in messages from before it was carried, and in
+        # the sweeper's re-sends) makes the worker's lines for this job findable by it.
+        context.request_id.set(context.sane_request_id(request_id))
         await execution.run_job(runtime, job_id)
 
     actor = dramatiq.actor(actor_name=JOB_SUBMITTED, broker=broker)(job_submitted)
-    runtime.job_sender = actor.send
+
+    def send(job_id: int, request_id: str | None) -> None:
+        actor.send_with_options(args=(job_id,), kwargs={"request_id": request_id} if request_id else None)
+
+    runtime.job_sender = send

@@ -21,6 +21,8 @@ from typing import TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from engine import metrics
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,17 @@ class CompletionHub:
         timeout: float,
     ) -> T:
         """Return ``read()`` once it reports a finished job, or after ``timeout`` seconds."""
+        with metrics.sync_waiter():
+            return await self._wait_until(public_id, read=read, is_finished=is_finished, timeout=timeout)
+
+    async def _wait_until(
+        self,
+        public_id: str,
+        *,
+        read: Callable[[], Awaitable[T]],
+        is_finished: Callable[[T], bool],
+        timeout: float,
+    ) -> T:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:

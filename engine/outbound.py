@@ -39,6 +39,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
+from engine import metrics
+
 __all__ = [
     "FetchFailed",
     "GuardedResolver",
@@ -94,7 +96,15 @@ class OutboundError(Exception):
 
 
 class OutboundRefused(OutboundError):
-    """The URL or an address it leads to may not be fetched (callers: ``invalid URL``)."""
+    """The URL or an address it leads to may not be fetched (callers: ``invalid URL``).
+
+    Counted where it is born, so every refusal (at submit, on a redirect hop, on a DNS
+    answer, at a webhook attempt) counts once, whoever catches it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        metrics.outbound_refused(reason)
 
 
 class FetchFailed(OutboundError):

@@ -28,13 +28,16 @@ from engine.access import Caller, RateVerdict
 from engine.runtime import Runtime
 from engine.worker import make_broker, start_worker, sweep_forever
 from gateway import account, health
-from gateway.admin.routes import build_admin_router
+from gateway.admin.openapi import build_openapi_route
+from gateway.admin.routes import build_admin_router, malformed_integer_id
 from gateway.auth import authenticate, provide_caller
 from gateway.discovery import build_discovery_router
+from gateway.observability import RequestObservability, build_metrics_route
 from gateway.ratelimit import (
     PLANS,
     Window,
     apply_plan_limits,
+    counted,
     hit,
     per_key_limits,
     plan_limits,
@@ -56,7 +59,11 @@ def _host_dialects(settings: Settings) -> dict[str, str]:
     return pins
 
 
-def _not_found_or_other(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, str]]:
+def _not_found_or_other(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, str]]:
+    if exc.status_code == 404 and request.url.path.startswith("/admin/"):
+        field = malformed_integer_id(request.url.path)
+        if field is not None:
+            return Response({"detail": f"{field}: Expected a positive integer id"}, status_code=400)
     return Response({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers or {})
 
 
@@ -88,9 +95,10 @@ def create_app(
         """The shared account route counts as a read in the caller's own dialect."""
         caller: Caller = connection.state.caller
         if caller.dialect == "fitinview":
-            connection.state.rate_verdict = await hit(
-                runtime.redis, namespace, str(caller.key.id), windows["read"]
-            )
+            with counted(caller.dialect):
+                connection.state.rate_verdict = await hit(
+                    runtime.redis, namespace, str(caller.key.id), windows["read"]
+                )
         else:
             await apply_plan_limits(runtime.redis, namespace, windows["read"], connection, "read")
 
@@ -139,7 +147,9 @@ def create_app(
             account.build_account_router([authenticate(runtime, None, pins), shared_limits], pins),
             health.healthz,
             health.readyz,
+            build_metrics_route(runtime, settings.metrics_token),
             build_admin_router(settings.admin_token, runtime),
+            build_openapi_route(build_admin_router(settings.admin_token, runtime, include_in_schema=True)),
             build_stripe_router(runtime),
             build_discovery_router(
                 settings,
@@ -165,8 +175,11 @@ def create_app(
         lifespan=[lifespan],
         after_exception=[release_reserved_order(runtime.redis)],
         openapi_config=None,
+        logging_config=None,  # the process's logging (gateway/logging_setup.py), not a second setup
         request_max_body_size=settings.max_body_bytes,
         debug=False,
     )
     app.state.runtime = runtime
+    # Outermost, around routing and exception handling: every response gets its request id.
+    app.asgi_handler = RequestObservability(app.asgi_handler)
     return app

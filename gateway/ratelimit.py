@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import msgspec
@@ -20,6 +22,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 from redis.exceptions import RedisError
 
+from engine import metrics
 from engine.access import Caller, RateVerdict
 from engine.errors import RateLimited, ServiceUnavailable
 
@@ -60,9 +63,20 @@ def per_key_limits(redis: aioredis.Redis, namespace: str, windows: dict[str, Win
         if rate is None:
             return
         caller: Caller = connection.state.caller
-        connection.state.rate_verdict = await hit(redis, namespace, str(caller.key.id), windows[rate])
+        with counted(caller.dialect):
+            connection.state.rate_verdict = await hit(redis, namespace, str(caller.key.id), windows[rate])
 
     return guard
+
+
+@contextmanager
+def counted(dialect: str) -> Iterator[None]:
+    """Count a refusal by a rate limit (``tryon_rate_limited_total``) as it passes through."""
+    try:
+        yield
+    except RateLimited as exc:
+        metrics.rate_limited(dialect=dialect, scope=exc.scope)
+        raise
 
 
 # FtmvAI plans -------------------------------------------------------------------------
@@ -200,13 +214,15 @@ async def apply_plan_limits(
     caller: Caller = connection.state.caller
     plan = PLANS[caller.account.plan]
     if rate == "order":
-        verdict, reservation = await reserve_order(redis, namespace, caller.account.id, plan)
+        with counted(caller.dialect):
+            verdict, reservation = await reserve_order(redis, namespace, caller.account.id, plan)
         connection.state.order_reservation = reservation
         connection.state.rate_verdict = verdict
         return
     verdicts = await peek_orders(redis, namespace, caller.account.id, plan)
     if rate == "read":
-        verdicts.append(await hit(redis, namespace, str(caller.key.id), read_window))
+        with counted(caller.dialect):
+            verdicts.append(await hit(redis, namespace, str(caller.key.id), read_window))
     connection.state.rate_verdict = _closest(verdicts)
 
 

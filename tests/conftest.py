@@ -17,6 +17,9 @@ from tests.support.image_host import ImageHost, serve_image_host
 
 GatewayFactory = Callable[..., Awaitable[RunningGateway]]
 
+# No log record of the whole session may hold a key, token or secret (tests/support/log_audit.py).
+pytest_plugins = ["tests.support.log_audit"]
+
 
 @pytest.fixture(scope="session")
 async def s3(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[services.S3Endpoint]:
