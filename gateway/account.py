@@ -58,9 +58,15 @@ def build_account_router(guards: Sequence[Guard], host_dialects: dict[str, str])
             return fitinview_errors.handle_http_error(request, exc)
         return ftmvai_errors.handle_http_error(request, exc)
 
+    def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        """Outages answer 503 in the caller's dialect (and anything else its 500), never Litestar's shape."""
+        if _speaks_fitinview(request, host_dialects):
+            return fitinview_errors.handle_unexpected(request, exc)
+        return ftmvai_errors.handle_unexpected(request, exc)
+
     return Router(
         path="/api/v1",
         route_handlers=[account],
         guards=list(guards),
-        exception_handlers={DomainError: domain_error, HTTPException: http_error},
+        exception_handlers={DomainError: domain_error, HTTPException: http_error, Exception: unexpected},
     )

@@ -16,6 +16,7 @@ from litestar.exceptions import HTTPException
 from dialects.fitinview.schemas import ErrorResponse
 from engine.errors import (
     AccessDenied,
+    AccountSuspended,
     Conflict,
     DomainError,
     IdempotencyInProgress,
@@ -28,6 +29,7 @@ from engine.errors import (
     ServiceUnavailable,
     Unauthenticated,
 )
+from engine.outage import RETRY_AFTER_SECONDS, as_unavailable
 from engine.payments import PaymentDeclined
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ _STATUS: list[tuple[type[DomainError], int]] = [
 
 _DETAIL: dict[type[DomainError], str] = {
     Unauthenticated: "Missing or invalid API key",
+    AccountSuspended: "Account suspended",
     KeyDisabled: "Key disabled",
     InsufficientCredits: "Insufficient credits",
     RateLimited: "Rate limit exceeded",
@@ -61,6 +64,8 @@ def error_response(exc: DomainError) -> Response[ErrorResponse]:
     headers = {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(max(exc.retry_after, 1))
+    elif isinstance(exc, ServiceUnavailable):
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return Response(ErrorResponse(detail=detail), status_code=status, headers=headers)
 
 
@@ -78,6 +83,9 @@ def handle_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response
 
 
 def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
+    if (outage := as_unavailable(exc)) is not None:  # PostgreSQL, Redis or the network is down
+        log.warning("backing service unavailable on a FitInView route: %r", exc)
+        return error_response(outage)
     log.exception("unhandled error on a FitInView route", exc_info=exc)
     return Response(ErrorResponse(detail="Internal server error"), status_code=500)
 

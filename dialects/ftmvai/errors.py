@@ -18,16 +18,19 @@ from dialects.ftmvai.schemas import ErrorBody, ErrorResponse
 from engine.access import RateVerdict
 from engine.errors import (
     AccessDenied,
+    AccountSuspended,
     Conflict,
     DomainError,
     InsufficientCredits,
     InvalidRequest,
     KeyDisabled,
+    KeyExpired,
     NotFound,
     RateLimited,
     ServiceUnavailable,
     Unauthenticated,
 )
+from engine.outage import RETRY_AFTER_SECONDS, as_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +73,14 @@ def error_response(exc: DomainError, verdict: RateVerdict | None = None) -> Resp
         details = {"field": exc.field}
     elif isinstance(exc, NotFound):
         message = "Order not found"
+    elif isinstance(exc, KeyExpired):
+        message = "API key expired"
     elif isinstance(exc, Unauthenticated):
         message = "Invalid or missing API key"
+    elif isinstance(exc, AccountSuspended):
+        message = "Account suspended"
+    elif isinstance(exc, ServiceUnavailable):
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return _envelope(status, code, message, details, headers)
 
 
@@ -102,6 +111,9 @@ def handle_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Re
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
+    if (outage := as_unavailable(exc)) is not None:  # PostgreSQL, Redis or the network is down
+        log.warning("backing service unavailable on an FtmvAI route: %r", exc)
+        return error_response(outage, _verdict(request))
     log.exception("unhandled error on an FtmvAI route", exc_info=exc)
     return _envelope(500, "INTERNAL_ERROR", "Internal server error", None, {})
 
