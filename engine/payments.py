@@ -34,7 +34,9 @@ import stripe
 from piccolo.columns import JSONB, ForeignKey, Integer, Timestamptz, Varchar
 from piccolo.table import Table
 
+from engine import metrics
 from engine.access import Caller
+from engine.config import CreditPack, PaymentsConfig
 from engine.errors import Conflict, DomainError, InvalidRequest, ServiceUnavailable
 from ledger.tables import Account, ApiKey
 
@@ -46,53 +48,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PAYMENT_EVENT_RECEIVED = "payment.event_received"
-DEFAULT_STRIPE_API_VERSION = "2025-09-30.clover"
 WEBHOOK_TOLERANCE_SECONDS = 300
 
 
-# configuration ---------------------------------------------------------------------
-
-
-class CreditPack(msgspec.Struct, frozen=True, kw_only=True):
-    slug: str
-    credits: int
-    amount: int
-    """The price in the currency's minor unit (cents)."""
-    currency: str = "usd"
-
-
-DEFAULT_PACKS: tuple[CreditPack, ...] = (
-    CreditPack(slug="starter", credits=1200, amount=1200, currency="usd"),
-    CreditPack(slug="growth", credits=6000, amount=5000, currency="usd"),
-    CreditPack(slug="scale", credits=15000, amount=10000, currency="usd"),
-)
-
-
-class PaymentsConfig(msgspec.Struct, frozen=True, kw_only=True):
-    stripe_api_key: str = ""
-    """Empty: live-key purchases answer 503 (test keys still get their fake answer)."""
-    webhook_secret: str = ""
-    """Empty: every webhook is refused (400)."""
-    base_url: str | None = None
-    """Stripe's API base (tests point it at a local fake); None: Stripe's own."""
-    api_version: str = DEFAULT_STRIPE_API_VERSION
-    timeout_seconds: float = 30.0
-    packs: tuple[CreditPack, ...] = DEFAULT_PACKS
-
-    def pack(self, slug: str) -> CreditPack:
-        for pack in self.packs:
-            if pack.slug == slug:
-                return pack
-        raise UnknownPack(slug)
-
-
 # errors ----------------------------------------------------------------------------
-
-
-class UnknownPack(InvalidRequest):
-    def __init__(self, slug: str) -> None:
-        super().__init__(f"Unknown pack_slug: {slug!r}", field="pack_slug")
-        self.slug = slug
 
 
 class PaymentDeclined(DomainError):
@@ -232,6 +191,10 @@ async def purchase(runtime: Runtime, caller: Caller, pack_slug: str, token: str)
         raise
 
     status: str = intent.status
+    log.info(
+        "stripe.payment_intent",
+        extra={"payment_intent_id": intent.id, "status": status, "account_id": account_id, "pack": pack.slug},
+    )
     next_action = intent.next_action.to_dict() if intent.next_action is not None else None
     async with runtime.db.transaction():
         if status == "succeeded":
@@ -355,6 +318,7 @@ async def grant_once(runtime: Runtime, account_id: int, credits: int, intent_id:
         await savepoint.rollback_to()
         return False
     await savepoint.release()
+    metrics.credits_moved("purchase", credits)
     return True
 
 
@@ -420,6 +384,7 @@ async def process_event(runtime: Runtime, inbox_id: int) -> None:
             log.warning("Stripe event %s (%s) not applied: %r", row["event_id"], row["type"], exc)
         else:
             await savepoint.release()
+            log.info("stripe.event", extra={"event_id": row["event_id"], "event_type": row["type"]})
         await runtime.db.fetch("UPDATE stripe_events SET processed_at = now() WHERE id = $1", inbox_id)
 
 
@@ -482,6 +447,7 @@ async def _reverse(
     amount = target - int(taken["taken"] if taken else 0)
     if amount > 0:
         await runtime.ledger.reverse(account_id, amount, reason=reason, reference=prefix + event_id)
+        metrics.credits_moved("reversal", amount)
 
 
 # actors ----------------------------------------------------------------------------

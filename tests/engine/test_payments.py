@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import stripe
 
-from engine.payments import DEFAULT_PACKS, PaymentsConfig, UnknownPack, idempotency_key, stripe_client
+from engine.config import DEFAULT_PACKS, PaymentsConfig, UnknownPack
+from engine.payments import idempotency_key, stripe_client
 from tests.support.fake_stripe import (
     DECLINED_MESSAGE,
     TOKEN_FIELD,
