@@ -47,6 +47,7 @@ class CompletionHub:
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._reconnect_delay = reconnect_delay
+        self._draining = False
 
     async def start(self) -> None:
         if self._task is None:
@@ -60,6 +61,12 @@ class CompletionHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self._wake_all()
+
+    def drain(self) -> None:
+        """The process is stopping: every waiter answers now with the job as it is (``running``
+        for FitInView), and new waits return at once, so no held request is cut off."""
+        self._draining = True
         self._wake_all()
 
     @property
@@ -94,11 +101,11 @@ class CompletionHub:
             try:
                 value = await read()
                 remaining = deadline - loop.time()
-                if is_finished(value) or remaining <= 0:
+                if is_finished(value) or remaining <= 0 or self._draining:
                     return value
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(future), timeout=remaining)
-                if loop.time() >= deadline:
+                if loop.time() >= deadline or self._draining:
                     return await read()
             finally:
                 waiters = self._waiters.get(public_id)

@@ -44,6 +44,7 @@ from gateway.ratelimit import (
     release_reserved_order,
 )
 from gateway.settings import Settings
+from gateway.shutdown import drain_sync_waits_on_signals
 from gateway.stripe_webhook import build_stripe_router
 from gateway.wiring import DEV_ENGINE, build_runtime
 
@@ -74,6 +75,7 @@ def create_app(
     with_worker: bool = False,
     worker_threads: int = 4,
     default_engine: str = DEV_ENGINE,
+    drain_on_signals: bool = False,
 ) -> Litestar:
     runtime = runtime or build_runtime(settings, default_engine=default_engine)
     pins = _host_dialects(settings)
@@ -115,6 +117,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await runtime.start()
+        if drain_on_signals:
+            drain_sync_waits_on_signals(runtime)
         loop = asyncio.get_running_loop()
         broker = make_broker(runtime, shared_loop=loop if with_worker else None)
         worker: dramatiq.Worker | None = None

@@ -112,7 +112,7 @@ def serve_app() -> Any:
 
     settings = _settings()
     setup_logging(settings, default="json")  # a uvicorn worker process starts with no handlers
-    return create_app(settings, default_engine=PRODUCTION_ENGINE)
+    return create_app(settings, default_engine=PRODUCTION_ENGINE, drain_on_signals=True)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -272,7 +272,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         demo = asyncio.run(_create_demo_accounts(settings, data_dir))
         base = f"http://{args.host}:{args.port}"
         print(_banner(base, settings, demo), flush=True)
-        app = create_app(settings, with_worker=True, default_engine=DEV_ENGINE)
+        app = create_app(settings, with_worker=True, default_engine=DEV_ENGINE, drain_on_signals=True)
         uvicorn.run(
             app,
             host=args.host,

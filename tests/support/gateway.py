@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import logging
 import secrets
 import socket
 from pathlib import Path
@@ -22,6 +24,9 @@ from gateway.settings import Settings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 ADMIN_TOKEN = "adm_test_" + secrets.token_hex(8)
+STOP_GRACE_SECONDS = 5
+"""How long a stopping test gateway lets requests in flight finish (``serve`` allows 10 s)."""
+log = logging.getLogger(__name__)
 
 
 def fixture_bytes(name: str) -> bytes:
@@ -47,7 +52,14 @@ class RunningGateway:
         self.app = create_app(settings, with_worker=True, worker_threads=4)
         self.runtime: Runtime = self.app.state.runtime
         self._server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+            uvicorn.Config(
+                self.app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                lifespan="on",
+                timeout_graceful_shutdown=STOP_GRACE_SECONDS,
+            )
         )
         self._task: asyncio.Task[None] | None = None
 
@@ -63,9 +75,27 @@ class RunningGateway:
         raise RuntimeError("gateway did not start")
 
     async def stop(self) -> None:
+        """Stop like ``serve`` does (in-flight requests get a grace period), but never hang the
+        session: past a bound, say what was still open and force the server down."""
         self._server.should_exit = True
-        if self._task is not None:
-            await self._task
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout=STOP_GRACE_SECONDS + 20)
+        except TimeoutError:
+            state = self._server.server_state
+            log.warning(
+                "test gateway %s (namespace %s) did not stop: %d connection(s), %d task(s) still open;"
+                " forcing it down",
+                self.base_url,
+                self.settings.redis_namespace,
+                len(state.connections),
+                len(state.tasks),
+            )
+            self._server.force_exit = True
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, timeout=10)
 
     # HTTP helpers ---------------------------------------------------------------
     def url(self, path: str) -> str:
