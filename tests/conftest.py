@@ -16,6 +16,7 @@ from tests.support.gateway import RunningGateway, base_settings
 from tests.support.image_host import ImageHost, serve_image_host
 
 GatewayFactory = Callable[..., Awaitable[RunningGateway]]
+"""What ``gateway_factory`` is, for annotations: call it with setting overrides (a :class:`Gateways`)."""
 
 # No log record of the whole session may hold a key, token or secret (tests/support/log_audit.py).
 pytest_plugins = ["tests.support.log_audit"]
@@ -65,8 +66,53 @@ async def image_host() -> AsyncIterator[ImageHost]:
 
 @pytest.fixture(scope="session")
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+    # Idle connections are dropped before uvicorn's own 5 s keep-alive ends them: reusing one the
+    # server is closing at that moment resets the request (a flake, not a gateway fault).
+    connector = aiohttp.TCPConnector(keepalive_timeout=2)
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=120), connector=connector
+    ) as session:
         yield session
+
+
+class Gateways:
+    """Starts gateways with setting overrides and remembers them, so each can be stopped (and its
+    database dropped) as soon as the tests that use it are done: a gateway holds a connection pool,
+    and the whole suite's gateways at once would exhaust PostgreSQL's connections."""
+
+    def __init__(
+        self, redis_url: str, s3: services.S3Endpoint, image_host: ImageHost, http: aiohttp.ClientSession
+    ) -> None:
+        self.defaults: dict[str, Any] = {
+            "redis_url": redis_url,
+            "s3_endpoint": s3.endpoint,
+            "s3_access_key": s3.access_key,
+            "s3_secret_key": s3.secret_key,
+            "s3_bucket": "tryon-test",
+            "outbound_allow_hosts": (image_host.host_port,),
+        }
+        self.http = http
+        self.started: list[tuple[RunningGateway, str]] = []
+        self.session_lived: set[int] = set()
+
+    async def __call__(self, **overrides: Any) -> RunningGateway:
+        database, database_url = await services.create_database()
+        settings = base_settings(**(self.defaults | {"database_url": database_url} | overrides))
+        gateway = RunningGateway(settings, self.http)
+        self.started.append((gateway, database))
+        await gateway.runtime.store.ensure_bucket()
+        await gateway.start()
+        return gateway
+
+    async def stop_since(self, mark: int) -> None:
+        """Stop the gateways started after ``mark`` (except the session's own), newest first."""
+        ending = [
+            (gateway, db) for gateway, db in self.started[mark:] if id(gateway) not in self.session_lived
+        ]
+        for gateway, database in reversed(ending):
+            await gateway.stop()
+            await services.drop_database(database)
+        self.started = [entry for entry in self.started if entry not in ending]
 
 
 @pytest.fixture(scope="session")
@@ -75,40 +121,40 @@ async def gateway_factory(
     s3: services.S3Endpoint,
     image_host: ImageHost,
     http: aiohttp.ClientSession,
-) -> AsyncIterator[GatewayFactory]:
+) -> AsyncIterator[Gateways]:
     """Start gateways with setting overrides. Each is its own deployment: its own database and
-    Redis namespace, so one gateway's sweeper never re-sends or expires another's jobs."""
+    Redis namespace, so one gateway's sweeper never re-sends or expires another's jobs. A gateway
+    lives until the end of the test module that started it (the shared one: the session)."""
     await services.check_postgres()
-    started: list[RunningGateway] = []
-    databases: list[str] = []
+    gateways = Gateways(redis_url, s3, image_host, http)
+    yield gateways
+    gateways.session_lived.clear()
+    await gateways.stop_since(0)
 
-    async def start(**overrides: Any) -> RunningGateway:
-        database, database_url = await services.create_database()
-        databases.append(database)
-        values: dict[str, Any] = {
-            "database_url": database_url,
-            "redis_url": redis_url,
-            "s3_endpoint": s3.endpoint,
-            "s3_access_key": s3.access_key,
-            "s3_secret_key": s3.secret_key,
-            "s3_bucket": "tryon-test",
-            "outbound_allow_hosts": (image_host.host_port,),
-        }
-        settings = base_settings(**(values | overrides))
-        gateway = RunningGateway(settings, http)
-        await gateway.runtime.store.ensure_bucket()
-        await gateway.start()
-        started.append(gateway)
-        return gateway
 
-    yield start
-    for gateway in reversed(started):
-        await gateway.stop()
-    for database in databases:
-        await services.drop_database(database)
+@pytest.fixture(scope="module", autouse=True)
+async def _gateways_end_with_their_module(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    if "gateway_factory" not in request.fixturenames and not _module_uses_gateways(request):
+        yield
+        return
+    gateways: Gateways = request.getfixturevalue("gateway_factory")
+    mark = len(gateways.started)
+    yield
+    await gateways.stop_since(mark)
+
+
+def _module_uses_gateways(request: pytest.FixtureRequest) -> bool:
+    """Whether any test of the module asks for gateways (directly or through its fixtures)."""
+    return any(
+        "gateway_factory" in getattr(item, "fixturenames", ())
+        for item in request.session.items
+        if item.module is request.module
+    )
 
 
 @pytest.fixture(scope="session")
-async def gateway(gateway_factory: GatewayFactory) -> RunningGateway:
-    """The default gateway most tests share (local backend, generous limits)."""
-    return await gateway_factory()
+async def gateway(gateway_factory: Gateways) -> RunningGateway:
+    """The default gateway most tests share (local backend, generous limits); it lives all session."""
+    shared = await gateway_factory()
+    gateway_factory.session_lived.add(id(shared))
+    return shared

@@ -157,7 +157,7 @@ async def test_disabled_key_is_403_until_enabled(gateway: RunningGateway, image_
     account_id = await gateway.new_account()
     minted = await gateway.new_key(account_id)
     state = await gateway.admin("POST", f"/keys/{minted['id']}/disable", {"reason": "abuse report"})
-    assert state == {"id": minted["id"], "mode": "live", "disabled": True}
+    assert state == {"id": minted["id"], "mode": "live", "disabled": True, "disabled_reason": "abuse report"}
     status, answer, _ = await gateway.request(
         "POST", "/api/v1/tryon", key=minted["key"], json=good(image_host)
     )
