@@ -15,6 +15,8 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
         body = msgspec.json.decode(raw) if raw.strip() else None
     except msgspec.DecodeError:
         raise InvalidRequest("Request body must be valid JSON") from None
+    except RecursionError:  # msgspec gives up on very deep nesting; no request needs it
+        raise InvalidRequest("Request body must be valid JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object")
     return body

@@ -82,6 +82,11 @@ def handle_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response
     return Response(ErrorResponse(detail=str(exc.detail)), status_code=status, headers=exc.headers or {})
 
 
+def handle_too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[ErrorResponse]:
+    """Input nested too deeply for a decoder (msgspec raises RecursionError): the client's fault."""
+    return error_response(InvalidRequest("Request body must be valid JSON: nested too deeply"))
+
+
 def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
     if (outage := as_unavailable(exc)) is not None:  # PostgreSQL, Redis or the network is down
         log.warning("backing service unavailable on a FitInView route: %r", exc)
@@ -93,5 +98,6 @@ def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Err
 EXCEPTION_HANDLERS = {
     DomainError: handle_domain_error,
     HTTPException: handle_http_error,
+    RecursionError: handle_too_deep,
     Exception: handle_unexpected,
 }

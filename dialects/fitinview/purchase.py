@@ -9,6 +9,7 @@ from litestar import Request, post
 from litestar.di import NamedDependency
 
 from dialects.json_body import decode_json_object
+from dialects.text import storable_text
 from engine import payments
 from engine.access import Caller
 from engine.errors import InvalidRequest
@@ -38,7 +39,7 @@ def parse_purchase(body: bytes) -> tuple[str, str]:
             raise InvalidRequest(f"{field} is required and must be a string", field=field)
         if len(value) > MAX_TOKEN:
             raise InvalidRequest(f"{field} must be at most {MAX_TOKEN} characters", field=field)
-        values.append(value.strip())
+        values.append(storable_text(field, value.strip()))
     return values[0], values[1]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from dialects.json_body import decode_json_object
+from dialects.text import storable_text
 from engine.errors import InvalidRequest
 from engine.models import IdempotencyKey, ImageSource, TryonCommand, TryonOptions
 
@@ -56,7 +57,7 @@ def _string(field: str, value: Any, max_length: int | None = None) -> str:
         raise InvalidRequest(f"{field} must be a string", field=field)
     if max_length is not None and len(value) > max_length:
         raise InvalidRequest(f"{field} must be at most {max_length} characters", field=field)
-    return value
+    return storable_text(field, value)
 
 
 def _string_list(field: str, value: Any) -> list[str]:
@@ -136,6 +137,9 @@ def _metadata(value: Any) -> dict[str, Any] | None:
             f"metadata may hold at most {MAX_METADATA_PAIRS} key/value pairs", field="metadata"
         )
     for key, item in value.items():
+        storable_text("metadata", key)
+        if isinstance(item, str):
+            storable_text("metadata", item)
         if len(key) > MAX_METADATA_CHARS:
             raise InvalidRequest(
                 f"metadata keys must be at most {MAX_METADATA_CHARS} characters", field="metadata"
@@ -173,6 +177,7 @@ def idempotency_key(header: str | None, body: dict[str, Any]) -> IdempotencyKey 
         raise InvalidRequest(
             f"Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY} characters", field="Idempotency-Key"
         )
+    storable_text("Idempotency-Key", header)
     canonical = msgspec.json.encode(body, order="sorted")
     return IdempotencyKey(key=header, fingerprint=hashlib.sha256(canonical).hexdigest())
 

@@ -22,9 +22,10 @@ from dialects.fitinview.openapi import OPENAPI_DOCUMENT
 from dialects.fitinview.purchase import purchase_credits
 from dialects.fitinview.requests import parse_tryon
 from dialects.fitinview.schemas import AccountResponse, TryOnJobList, TryOnJobStatus, TryOnSubmitResponse
+from dialects.text import is_storable, storable_text
 from engine import prices, service
 from engine.access import Caller
-from engine.errors import InvalidRequest
+from engine.errors import InvalidRequest, NotFound
 from engine.runtime import Runtime
 
 DEFAULT_PAGE = 20
@@ -58,7 +59,8 @@ async def list_tryons(
     limit: FromQuery[str | None] = None,
     cursor: FromQuery[str | None] = None,
 ) -> TryOnJobList:
-    page = await service.list_jobs(runtime, caller, limit=_page_size(limit), cursor=cursor or None)
+    cursor = storable_text("cursor", cursor) if cursor else None
+    page = await service.list_jobs(runtime, caller, limit=_page_size(limit), cursor=cursor)
     return responses.job_list(page)
 
 
@@ -66,6 +68,8 @@ async def list_tryons(
 async def get_tryon(
     job_id: FromPath[str], caller: NamedDependency[Caller], runtime: NamedDependency[Runtime]
 ) -> TryOnJobStatus:
+    if not is_storable(job_id):  # no stored id holds such a character; the database would refuse it
+        raise NotFound("Job not found")
     return responses.job_status(await service.get_job(runtime, caller, job_id))
 
 

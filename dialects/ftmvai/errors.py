@@ -101,12 +101,22 @@ def handle_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Re
         return _envelope(400, "INVALID_REQUEST", str(exc.detail), None, headers)
     if exc.status_code == 404:
         return _envelope(404, "NOT_FOUND", str(exc.detail), None, headers)
+    if exc.status_code == 405:
+        headers.update(exc.headers or {})  # Allow
+        return _envelope(405, "METHOD_NOT_ALLOWED", str(exc.detail), None, headers)
     return _envelope(
         exc.status_code,
         "INTERNAL_ERROR" if exc.status_code >= 500 else "INVALID_REQUEST",
         str(exc.detail),
         None,
         headers,
+    )
+
+
+def handle_too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[ErrorResponse]:
+    """Input nested too deeply for a decoder (msgspec raises RecursionError): the client's fault."""
+    return error_response(
+        InvalidRequest("Request body must be valid JSON: nested too deeply"), _verdict(request)
     )
 
 
@@ -121,5 +131,6 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS = {
     DomainError: handle_domain_error,
     HTTPException: handle_http_error,
+    RecursionError: handle_too_deep,
     Exception: handle_unexpected,
 }

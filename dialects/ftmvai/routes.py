@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from litestar import Request, Response, Router, get, post
+from litestar import Request, Response, Router, get, post, route
 from litestar.di import NamedDependency
+from litestar.exceptions import MethodNotAllowedException
 from litestar.params import FromPath
 from litestar.types import Guard
 
@@ -58,10 +59,23 @@ async def get_order(
     runtime: NamedDependency[Runtime],
     rate_verdict: NamedDependency[RateVerdict],
 ) -> Response[OrderResponse]:
-    if not order_id.isdigit() or not 0 < int(order_id) <= MAX_ORDER_ID:
+    # ASCII digits only: "²" passes str.isdigit() but int() refuses it
+    if not (order_id.isascii() and order_id.isdigit()) or not 0 < int(order_id) <= MAX_ORDER_ID:
         raise NotFound("Order not found")
     job = await service.get_order(runtime, caller, int(order_id))
     return Response(responses.order(job), headers=responses.rate_headers(rate_verdict))
+
+
+@route("/generate", http_method=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def generate_other_methods() -> None:
+    """Answered here rather than by the framework's router, so the 405 is in FtmvAI's envelope."""
+    raise MethodNotAllowedException(headers={"Allow": "POST"})
+
+
+@route("/orders/{order_id:str}", http_method=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def order_other_methods() -> None:
+    """Answered here rather than by the framework's router, so the 405 is in FtmvAI's envelope."""
+    raise MethodNotAllowedException(headers={"Allow": "GET"})
 
 
 async def account(runtime: Runtime, caller: Caller, verdict: RateVerdict) -> Response[AccountResponse]:
@@ -82,7 +96,7 @@ def build_router(*, guards: Sequence[Guard]) -> Router:
     """The authenticated FtmvAI routes under ``/api/v1``."""
     return Router(
         path="/api/v1",
-        route_handlers=[generate, get_order],
+        route_handlers=[generate, get_order, generate_other_methods, order_other_methods],
         guards=list(guards),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )
