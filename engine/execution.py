@@ -146,7 +146,12 @@ async def run_job(runtime: Runtime, job_id: int) -> None:
     except GenerationFailed as exc:
         await fail_job(runtime, job.id, code=exc.code, message=exc.reason)
     except StorageError as exc:
-        await fail_job(runtime, job.id, code="storage_failed", message=f"storage: {exc}"[:500])
+        # Callers get the contract's short words; the client library's detail (hosts, ports,
+        # object keys) goes to the log and the job's ops report (GET /admin/jobs/{id}).
+        step = exc.step if isinstance(exc, _StorageStepFailed) else "storage failed"
+        log.warning("job %s: %s: %s", job.public_id, step, exc.__cause__ or exc)
+        await runtime.jobs.add_report(job.id, {"failure_detail": str(exc)[:2000]})
+        await fail_job(runtime, job.id, code="storage_failed", message=step)
     except Exception as exc:
         log.exception("job %s crashed", job.public_id)
         await fail_job(runtime, job.id, code="internal_error", message=f"{type(exc).__name__}"[:200])
@@ -154,11 +159,19 @@ async def run_job(runtime: Runtime, job_id: int) -> None:
         log.debug("job %s handled in %.2fs", job.public_id, time.monotonic() - started)
 
 
+class _StorageStepFailed(StorageError):
+    """A storage call of a job failed; ``step`` is what callers are told (DECISIONS.md's words)."""
+
+    def __init__(self, step: str, cause: StorageError) -> None:
+        super().__init__(f"{step}: {cause}")
+        self.step = step
+
+
 async def _read_inputs(runtime: Runtime, job: JobRecord, role: str) -> list[bytes]:
     try:
         return [await runtime.store.get(image.key) for image in job.inputs if image.role == role]
     except StorageError as exc:
-        raise StorageError(f"reading inputs failed: {exc}") from exc
+        raise _StorageStepFailed("reading inputs failed", exc) from exc
 
 
 class _Inputs(msgspec.Struct, frozen=True, kw_only=True):
@@ -298,7 +311,7 @@ async def _run_claimed(runtime: Runtime, job: JobRecord) -> None:
         try:
             await runtime.store.put(key, image.data, image.content_type)
         except StorageError as exc:
-            raise StorageError(f"writing the result failed: {exc}") from exc
+            raise _StorageStepFailed("storing the result failed", exc) from exc
         results.append(
             StoredImage(
                 key=key,

@@ -82,6 +82,10 @@ class ImageLimits(msgspec.Struct, frozen=True):
 
     max_bytes: int = 15 * 1024 * 1024
     max_pixels: int = 40_000_000
+    max_side: int = 12_000
+    """Longest accepted side: a 40,000,000 x 1 PNG is within the pixel cap yet costs gigabytes to scale."""
+    max_aspect: float = 20.0
+    """Longest side over shortest side; a strip is no photo of a person or a garment."""
 
 
 def _message(word: str, field: str, detail: str | None = None) -> str:
@@ -122,7 +126,7 @@ def decode_base64(value: str, field: str) -> bytes:
 def validate_image(data: bytes, field: str, limits: ImageLimits) -> InputImage:
     """Check that ``data`` is a usable JPEG, PNG or WebP within ``limits``.
 
-    The pixel count is checked from the header, before any pixel data is
+    The pixel count, each side and the aspect ratio are checked from the header, before any pixel data is
     decompressed, so a small file declaring a huge canvas costs nothing.
     Pillow's own bomb check fires even earlier for truly huge declarations;
     that is reported the same way. Then the image is fully decoded once, to
@@ -152,6 +156,14 @@ def validate_image(data: bytes, field: str, limits: ImageLimits) -> InputImage:
             raise _rejected(UNSUPPORTED_FORMAT, field, "image has no pixels")
         if width * height > limits.max_pixels:
             raise _rejected(TOO_LARGE, field, f"over {limits.max_pixels} pixels")
+        if max(width, height) > limits.max_side:
+            raise _rejected(TOO_LARGE, field, f"{width}x{height}, a side over {limits.max_side} pixels")
+        if max(width, height) > limits.max_aspect * min(width, height):
+            raise _rejected(
+                UNSUPPORTED_FORMAT,
+                field,
+                f"aspect ratio of {width}x{height} is over {limits.max_aspect:g}:1",
+            )
         try:
             image.load()
         except Image.DecompressionBombError:

@@ -36,9 +36,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     s3_access_key: str = "tryon"
     s3_secret_key: str = "tryon-secret"
     s3_bucket: str = "tryon"
+    s3_timeout_seconds: float = 10.0
 
     # operation
     admin_token: str = ""
+    console_session_seconds: int = 28_800
     engine: str = ""
     gemini_api_key: str = ""
     gemini_model: str = "gemini-3-pro-image-preview"
@@ -80,6 +82,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     outbound_allow_hosts: tuple[str, ...] = ()
     max_image_bytes: int = 15_000_000
     max_image_pixels: int = 40_000_000
+    max_image_side: int = 12_000
+    max_image_aspect: float = 20.0
     max_body_bytes: int = 90_000_000
     fetch_timeout_seconds: float = 10.0
     fetch_max_redirects: int = 3

@@ -84,7 +84,12 @@ def engine_config(settings: Settings, *, default_engine: str = DEV_ENGINE) -> En
             max_redirects=settings.fetch_max_redirects,
             max_bytes=settings.max_image_bytes,
         ),
-        image_limits=ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels),
+        image_limits=ImageLimits(
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            max_side=settings.max_image_side,
+            max_aspect=settings.max_image_aspect,
+        ),
         redis_namespace=settings.redis_namespace,
     )
 
@@ -97,6 +102,7 @@ def storage_config(settings: Settings) -> StorageConfig:
         bucket=settings.s3_bucket,
         region=settings.s3_region,
         public_url=settings.s3_public_url,
+        timeout_seconds=settings.s3_timeout_seconds,
     )
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+import certifi
 import msgspec
+import urllib3
 from minio import Minio
 from minio.commonconfig import CopySource
 from minio.deleteobjects import DeleteObject
@@ -34,6 +37,24 @@ class StorageConfig(msgspec.Struct, frozen=True, kw_only=True):
     bucket: str
     region: str = "us-east-1"
     public_url: str = ""
+    timeout_seconds: float = 10.0
+    """Longest wait for one S3 read (and, capped at 2 s, for a connection)."""
+
+
+def _http_client(config: StorageConfig) -> urllib3.PoolManager:
+    """Bounded calls: minio's own default waits five minutes per read and retries five times, so a
+    stalled S3 held submits for as long as it stalled. Here a read waits ``timeout_seconds`` and is
+    not retried, a refused connection and a 5xx are retried once, so a call fails within about
+    ``timeout_seconds`` + 2 s and the caller answers 503 (or fails the job) instead of hanging."""
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=min(2.0, config.timeout_seconds), read=config.timeout_seconds),
+        maxsize=10,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),  # as minio's own default does
+        retries=urllib3.Retry(
+            total=1, connect=1, read=0, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+        ),
+    )
 
 
 def _client(url: str, config: StorageConfig) -> Minio:
@@ -46,6 +67,7 @@ def _client(url: str, config: StorageConfig) -> Minio:
         secret_key=config.secret_key,
         secure=parts.scheme == "https",
         region=config.region,
+        http_client=_http_client(config),
     )
 
 

@@ -116,7 +116,10 @@ async def test_storage_failure_is_recorded_and_refunded(
     done = await gateway.wait_for_status(answer["job_id"], key, {"succeeded", "failed"}, timeout=120)
     assert done["status"] == "failed"
     assert done["error_code"] == "storage_failed"
-    assert done["error_message"].startswith("storage: writing the result failed")
+    assert done["error_message"] == "storing the result failed"  # the client library's words stay inside
     assert done["credits_refunded"] == 12
+    ops_view = await gateway.admin("GET", f"/jobs/{answer['job_id']}")
+    assert ops_view["report"]["failure_detail"].startswith("storing the result failed: ")
+    assert len(ops_view["report"]["failure_detail"]) > len("storing the result failed: ")
     detail = await gateway.admin("GET", f"/accounts/{account_id}")
     assert detail["credits_remaining"] == 50 == detail["ledger_sum"]

@@ -97,6 +97,7 @@ async def test_rotation_keeps_the_key_and_honours_the_grace_period(
     }
     status, job, _ = await gateway.request("POST", "/api/v1/tryon", key=old["key"], json=tryon)
     assert status == 200, job
+    await gateway.wait_for_status(job["job_id"], old["key"], {"succeeded"}, timeout=120)
     status, _, _ = await operators["support"].call("POST", f"/keys/{old['id']}/rotate", {"grace_seconds": 60})
     assert status == 403
     rotated = await operators["admin"].ok("POST", f"/keys/{old['id']}/rotate", {"grace_seconds": 60})
