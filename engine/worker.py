@@ -54,7 +54,15 @@ class SharedLoop(EventLoopThread):
 
 
 class EngineLoop(Middleware):
-    """Provides the loop for async actors and starts the runtime on it before work begins."""
+    """Provides the loop for async actors and starts the runtime on it before work begins.
+
+    Dramatiq keeps ONE event-loop handle per process. Workers that share the server's loop
+    (``dev``, the tests' gateways) all point it at that same loop, so it is cleared only when
+    the last of them stops: one worker stopping must not pull the loop from under the others.
+    """
+
+    _shared_workers = 0
+    _shared_lock = threading.Lock()
 
     def __init__(self, runtime: Runtime, shared_loop: asyncio.AbstractEventLoop | None) -> None:
         self.runtime = runtime
@@ -63,7 +71,9 @@ class EngineLoop(Middleware):
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if self.shared_loop is not None:
-            set_event_loop_thread(SharedLoop(self.shared_loop))
+            with EngineLoop._shared_lock:
+                EngineLoop._shared_workers += 1
+                set_event_loop_thread(SharedLoop(self.shared_loop))
             return
         self.owned = EventLoopThread(logging.getLogger("dramatiq.asyncio"))
         self.owned.start(timeout=5.0)
@@ -71,12 +81,18 @@ class EngineLoop(Middleware):
         self.owned.run_coroutine(self.runtime.start(listen_for_completions=False))
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if self.shared_loop is not None:
+            with EngineLoop._shared_lock:
+                EngineLoop._shared_workers -= 1
+                if EngineLoop._shared_workers == 0:
+                    set_event_loop_thread(None)
+            return
         thread = get_event_loop_thread()
         if self.owned is not None and thread is self.owned:
             self.owned.run_coroutine(self.runtime.close())
             self.owned.stop()  # type: ignore[no-untyped-call]
             self.owned = None
-        set_event_loop_thread(None)
+            set_event_loop_thread(None)
 
 
 def _transient(retries: int, exc: BaseException) -> bool:
