@@ -1,7 +1,11 @@
-"""Operators of every role on the shared gateway, and a small admin client over real HTTP."""
+"""Operators of every role on the shared gateway, a small admin client over real HTTP, and the
+``tryon-gateway admin`` CLI run against a test gateway's services."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -41,3 +45,26 @@ async def operators(gateway: RunningGateway) -> dict[str, AdminClient]:
         created = await root.ok("POST", "/operators", {"name": f"ops-{role}", "role": role})
         clients[role] = AdminClient(gateway, created["token"])
     return clients
+
+
+def cli(gateway: RunningGateway, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m gateway.cli admin …`` against the test gateway's database, Redis and S3."""
+    settings = gateway.settings
+    env = os.environ | {
+        "TRYON_DATABASE_URL": settings.database_url,
+        "TRYON_REDIS_URL": settings.redis_url,
+        "TRYON_REDIS_NAMESPACE": settings.redis_namespace,
+        "TRYON_S3_ENDPOINT": settings.s3_endpoint,
+        "TRYON_S3_ACCESS_KEY": settings.s3_access_key,
+        "TRYON_S3_SECRET_KEY": settings.s3_secret_key,
+        "TRYON_S3_BUCKET": settings.s3_bucket,
+        "TRYON_ADMIN_TOKEN": settings.admin_token,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "admin", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import secrets
-import subprocess
-import sys
 from typing import Any
 
-from tests.gateway.admin.conftest import AdminClient
+from tests.gateway.admin.conftest import AdminClient, cli
 from tests.support.gateway import RunningGateway, fixture_b64
 
 
@@ -232,29 +229,6 @@ async def test_a_suspended_account_is_403_in_both_dialects_and_its_queued_job_fi
     assert [entry["action"] for entry in entries[:2]] == ["account.unsuspend", "account.suspend"]
     assert entries[1]["reason"] == "chargeback review" and entries[0]["reason"] == "review cleared"
     assert entries[1]["change"]["after"] == {"suspended": True, "suspended_reason": "chargeback review"}
-
-
-def cli(gateway: RunningGateway, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m gateway.cli admin …`` against the test gateway's database, Redis and S3."""
-    settings = gateway.settings
-    env = os.environ | {
-        "TRYON_DATABASE_URL": settings.database_url,
-        "TRYON_REDIS_URL": settings.redis_url,
-        "TRYON_REDIS_NAMESPACE": settings.redis_namespace,
-        "TRYON_S3_ENDPOINT": settings.s3_endpoint,
-        "TRYON_S3_ACCESS_KEY": settings.s3_access_key,
-        "TRYON_S3_SECRET_KEY": settings.s3_secret_key,
-        "TRYON_S3_BUCKET": settings.s3_bucket,
-        "TRYON_ADMIN_TOKEN": settings.admin_token,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "admin", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 async def test_cli_accounts_list_show_create_and_suspend(

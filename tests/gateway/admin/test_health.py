@@ -5,37 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from typing import Any
 
 from engine import health
-from tests.gateway.admin.conftest import AdminClient
+from tests.gateway.admin.conftest import AdminClient, cli
 from tests.support.gateway import RunningGateway
-
-
-def cli(gateway: RunningGateway, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m gateway.cli admin …`` against the gateway's database, Redis and S3."""
-    settings = gateway.settings
-    env = os.environ | {
-        "TRYON_DATABASE_URL": settings.database_url,
-        "TRYON_REDIS_URL": settings.redis_url,
-        "TRYON_REDIS_NAMESPACE": settings.redis_namespace,
-        "TRYON_S3_ENDPOINT": settings.s3_endpoint,
-        "TRYON_S3_ACCESS_KEY": settings.s3_access_key,
-        "TRYON_S3_SECRET_KEY": settings.s3_secret_key,
-        "TRYON_S3_BUCKET": settings.s3_bucket,
-        "TRYON_ADMIN_TOKEN": settings.admin_token,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "admin", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 async def until(gateway: RunningGateway, admin: AdminClient, predicate: Any, timeout: float = 60) -> Any:

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -17,7 +14,7 @@ from engine.audit import verify_all
 from engine.execution import fail_job
 from engine.models import JobRecord
 from storage.errors import StorageError
-from tests.gateway.admin.conftest import AdminClient
+from tests.gateway.admin.conftest import AdminClient, cli
 from tests.gateway.admin.test_jobs import load_image
 from tests.support.gateway import RunningGateway
 from tests.support.image_host import ImageHost
@@ -244,29 +241,6 @@ async def test_rerun_of_a_failed_job_is_free_and_linked(
     ]
     assert audit["entries"][0]["change"]["after"]["rerun"] == rerun.public_id
     assert await verify_all(slow.runtime) == []
-
-
-def cli(gateway: RunningGateway, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m gateway.cli admin …`` against the gateway's database, Redis and S3."""
-    settings = gateway.settings
-    env = os.environ | {
-        "TRYON_DATABASE_URL": settings.database_url,
-        "TRYON_REDIS_URL": settings.redis_url,
-        "TRYON_REDIS_NAMESPACE": settings.redis_namespace,
-        "TRYON_S3_ENDPOINT": settings.s3_endpoint,
-        "TRYON_S3_ACCESS_KEY": settings.s3_access_key,
-        "TRYON_S3_SECRET_KEY": settings.s3_secret_key,
-        "TRYON_S3_BUCKET": settings.s3_bucket,
-        "TRYON_ADMIN_TOKEN": settings.admin_token,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "admin", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 async def test_cli_reruns_shows_and_refuses(

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from engine import key_usage
-from tests.gateway.admin.conftest import AdminClient
-from tests.gateway.admin.test_accounts import cli
+from tests.gateway.admin.conftest import AdminClient, cli
 from tests.support.gateway import RunningGateway, fixture_b64
 from tests.support.image_host import ImageHost
 from tests.support.webhook_receiver import WebhookReceiver, serve_webhook_receiver, verify_v2
