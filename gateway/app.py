@@ -31,6 +31,7 @@ from gateway import account, health
 from gateway.admin.openapi import build_openapi_route
 from gateway.admin.routes import build_admin_router, malformed_integer_id
 from gateway.auth import authenticate, provide_caller
+from gateway.console.routes import build_console_router, template_config
 from gateway.discovery import build_discovery_router
 from gateway.observability import RequestObservability, build_metrics_route
 from gateway.ratelimit import (
@@ -155,6 +156,7 @@ def create_app(
             build_admin_router(settings.admin_token, runtime),
             build_openapi_route(build_admin_router(settings.admin_token, runtime, include_in_schema=True)),
             build_stripe_router(runtime),
+            build_console_router(runtime, settings.admin_token, settings.console_session_seconds),
             build_discovery_router(
                 settings,
                 [
@@ -179,6 +181,7 @@ def create_app(
         lifespan=[lifespan],
         after_exception=[release_reserved_order(runtime.redis)],
         openapi_config=None,
+        template_config=template_config(),
         logging_config=None,  # the process's logging (gateway/logging_setup.py), not a second setup
         request_max_body_size=settings.max_body_bytes,
         debug=False,

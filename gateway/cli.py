@@ -295,6 +295,7 @@ def _banner(base: str, settings: Settings, demo: dict[str, Any]) -> str:
             "",
             f"tryon-gateway dev is serving on {base} (engine: {settings.engine})",
             f"  admin token            {settings.admin_token}",
+            f"  ops console            {base}/console (sign in with the admin token)",
             f"  FitInView live key     {fiv['live_key']}",
             f"  FitInView test key     {fiv['test_key']}",
             f"  FitInView webhook key  {fiv['webhook_secret']}",
