@@ -104,6 +104,11 @@ class Gateways:
         await gateway.start()
         return gateway
 
+    def keep(self, gateway: RunningGateway) -> RunningGateway:
+        """Let ``gateway`` live all session (for session-scoped fixtures shared across modules)."""
+        self.session_lived.add(id(gateway))
+        return gateway
+
     async def stop_since(self, mark: int) -> None:
         """Stop the gateways started after ``mark`` (except the session's own), newest first."""
         ending = [
@@ -155,6 +160,4 @@ def _module_uses_gateways(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture(scope="session")
 async def gateway(gateway_factory: Gateways) -> RunningGateway:
     """The default gateway most tests share (local backend, generous limits); it lives all session."""
-    shared = await gateway_factory()
-    gateway_factory.session_lived.add(id(shared))
-    return shared
+    return gateway_factory.keep(await gateway_factory())

@@ -105,4 +105,4 @@ async def slow_gateway(gateway_factory: Any) -> RunningGateway:
     gateway: RunningGateway = await gateway_factory(
         local_backend_delay_seconds=1.5, concurrency_retry_after_seconds=1
     )
-    return gateway
+    return gateway_factory.keep(gateway)  # shared by the modules of tests/clients
