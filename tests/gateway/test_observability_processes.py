@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import signal
 import subprocess
@@ -25,6 +24,7 @@ from tests.gateway.test_metrics import parse, value
 from tests.support import services
 from tests.support.gateway import ADMIN_TOKEN, free_port
 from tests.support.image_host import ImageHost
+from tests.support.processes import child_env
 
 CLI = [sys.executable, "-m", "gateway.cli"]
 TOKEN = "metrics-" + secrets.token_hex(8)
@@ -68,24 +68,15 @@ async def commands(
 ) -> AsyncIterator[Commands]:
     await services.check_postgres()
     database, database_url = await services.create_database()
-    env = {
-        **os.environ,
-        "TRYON_DATABASE_URL": database_url,
-        "TRYON_REDIS_URL": redis_url,
-        "TRYON_S3_ENDPOINT": s3.endpoint,
-        "TRYON_S3_ACCESS_KEY": s3.access_key,
-        "TRYON_S3_SECRET_KEY": s3.secret_key,
-        "TRYON_S3_BUCKET": "tryon-test",
-        "TRYON_ENGINE": "local",
-        "TRYON_ADMIN_TOKEN": ADMIN_TOKEN,
-        "TRYON_OUTBOUND_ALLOW_HTTP": "true",
-        "TRYON_OUTBOUND_ALLOW_HOSTS": image_host.host_port,
-        "TRYON_REDIS_NAMESPACE": "tryon-obs-" + secrets.token_hex(4),
-        "TRYON_SWEEP_INTERVAL_SECONDS": "0.5",
-        "TRYON_LOG_LEVEL": "info",
-        "TRYON_LOG_FORMAT": "",  # the commands' default: JSON
-        "TRYON_METRICS_TOKEN": TOKEN,
-    }
+    env = child_env(
+        database_url=database_url,
+        redis_url=redis_url,
+        s3=s3,
+        image_host=image_host,
+        TRYON_LOG_LEVEL="info",
+        TRYON_LOG_FORMAT="",  # the commands' default: JSON
+        TRYON_METRICS_TOKEN=TOKEN,
+    )
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     group = Commands(env, tmp_path)
     try:

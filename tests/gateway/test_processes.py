@@ -4,8 +4,6 @@ mid-job: the job still ends (failed, refunded by the sweeper) and the ledger sta
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -19,6 +17,7 @@ import pytest
 from tests.support import services
 from tests.support.gateway import ADMIN_TOKEN, fixture_b64, free_port
 from tests.support.image_host import ImageHost
+from tests.support.processes import child_env
 
 CLI = [sys.executable, "-m", "gateway.cli"]
 
@@ -53,22 +52,13 @@ async def processes(
 ) -> AsyncIterator[Processes]:
     await services.check_postgres()
     database, database_url = await services.create_database()
-    env = {
-        **os.environ,
-        "TRYON_DATABASE_URL": database_url,
-        "TRYON_REDIS_URL": redis_url,
-        "TRYON_S3_ENDPOINT": s3.endpoint,
-        "TRYON_S3_ACCESS_KEY": s3.access_key,
-        "TRYON_S3_SECRET_KEY": s3.secret_key,
-        "TRYON_S3_BUCKET": "tryon-test",
-        "TRYON_ENGINE": "local",
-        "TRYON_ADMIN_TOKEN": ADMIN_TOKEN,
-        "TRYON_OUTBOUND_ALLOW_HTTP": "true",
-        "TRYON_OUTBOUND_ALLOW_HOSTS": image_host.host_port,
-        "TRYON_REDIS_NAMESPACE": "tryon-proc-" + secrets.token_hex(4),
-        "TRYON_SWEEP_INTERVAL_SECONDS": "0.5",
-        "TRYON_LOG_LEVEL": "warning",
-    }
+    env = child_env(
+        database_url=database_url,
+        redis_url=redis_url,
+        s3=s3,
+        image_host=image_host,
+        TRYON_LOG_LEVEL="warning",
+    )
     group = Processes(env)
     try:
         yield group
