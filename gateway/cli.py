@@ -244,7 +244,7 @@ async def _create_demo_accounts(settings: Settings, data_dir: Path) -> dict[str,
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from gateway.app import create_app
-    from gateway.embedded import EmbeddedServices
+    from gateway.embedded import EmbeddedServices, Supervisor
 
     setup_logging(Settings.from_env(log_level="info"), default="console")
     data_dir = Path(args.data_dir).resolve()
@@ -252,6 +252,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     services = EmbeddedServices(data_dir)
     print(f"starting embedded PostgreSQL, Redis and S3 under {data_dir} …", flush=True)
     endpoints = services.start()
+    supervisor = Supervisor(services)
+    supervisor.start()
     try:
         dev_secrets = _dev_secrets(data_dir)
         settings = Settings.from_env(
@@ -284,6 +286,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         )
     finally:
         print("stopping embedded services …", flush=True)
+        supervisor.stop()
         services.stop()
     return 0
 

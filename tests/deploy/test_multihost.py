@@ -507,18 +507,18 @@ def _postgres_bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     if found:
         return found[-1]
-    from gateway.embedded import _pg_bin
+    from gateway.embedded import pg_bin
 
-    return str(_pg_bin(name))
+    return str(pg_bin(name))
 
 
 def _redis_bin() -> str:
     for candidate in ("/usr/bin/redis-server", "/usr/local/bin/redis-server"):
         if os.path.exists(candidate):
             return candidate
-    from gateway.embedded import _redis_binary
+    from gateway.embedded import redis_binary
 
-    return str(_redis_binary())
+    return str(redis_binary())
 
 
 def _start_services(hosts: Hosts, access_key: str, secret_key: str) -> None:

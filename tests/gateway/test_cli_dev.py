@@ -102,6 +102,23 @@ async def test_dev_serves_with_embedded_services_and_stops_them(tmp_path: Path) 
                 assert (await response.json())["credits_remaining"] == 1000 - 8 + 5
             verify = await asyncio.to_thread(cli, "ledger", "verify", "--data-dir", str(data_dir), env=env)
             assert verify.returncode == 0 and "0 violation(s)" in verify.stdout, verify.stdout + verify.stderr
+
+            # A server that dies is started again by dev itself, on its own port: the API recovers.
+            killed = json.loads((data_dir / "services.json").read_text())
+            for name in ("postgres_pid", "redis_pid", "s3_pid"):
+                os.kill(killed[name], signal.SIGKILL)
+            answer = await _tryon_once_recovered(http, base, headers, body)
+            assert answer["status"] == "succeeded", answer
+            restarted = json.loads((data_dir / "services.json").read_text())
+            for name in ("postgres_pid", "redis_pid", "s3_pid"):
+                assert restarted[name] != killed[name] and alive(restarted[name]), (name, restarted)
+            assert restarted["redis_port"] == killed["redis_port"]
+            assert restarted["postgres_port"] == killed["postgres_port"]
+            printed = (tmp_path / "dev.log").read_text()
+            for server in ("postgres", "redis", "seaweedfs"):
+                assert f"embedded {server} running again" in printed, printed[-3000:]
+            async with http.get(base + "/api/v1/account", headers=headers) as response:
+                assert (await response.json())["credits_remaining"] == 1000 - 8 + 5 - 8  # nothing lost
         running = json.loads((data_dir / "services.json").read_text())
         pids = [running[name] for name in ("postgres_pid", "redis_pid", "s3_pid")]
         assert all(isinstance(pid, int) and alive(pid) for pid in pids), running
@@ -120,6 +137,25 @@ async def test_dev_serves_with_embedded_services_and_stops_them(tmp_path: Path) 
     assert [operator["name"] for operator in json.loads(listed.stdout)] == ["root"]
     after = json.loads((data_dir / "services.json").read_text())
     assert after["postgres_pid"] is None and after["s3_pid"] is None
+
+
+async def _tryon_once_recovered(
+    http: aiohttp.ClientSession, base: str, headers: dict[str, str], body: dict[str, object]
+) -> dict[str, object]:
+    """Submit until the gateway answers other than 503 (its servers are being restarted), within 90 s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 90
+    while True:
+        try:
+            async with http.post(base + "/api/v1/tryon", json=body, headers=headers) as response:
+                answer: dict[str, object] = await response.json()
+                if response.status != 503:
+                    assert response.status == 200, (response.status, answer)
+                    return answer
+        except aiohttp.ClientError:
+            pass
+        assert loop.time() < deadline, "the API did not recover after its servers were killed"
+        await asyncio.sleep(0.5)
 
 
 async def test_ops_commands_say_in_one_line_what_they_could_not_reach(tmp_path: Path) -> None:
