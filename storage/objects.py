@@ -4,6 +4,10 @@ The minio client is synchronous; every call runs in a worker thread so the event
 loop never blocks on S3. Links are signed by a second client pointed at
 ``TRYON_S3_PUBLIC_URL`` when that is set (a CDN or public hostname in front of
 the bucket), with the region given so signing needs no round trip.
+
+Signing is local but not cheap (about half a millisecond with minio's signer, which a poll
+paid per link), so a signed link is reused for a while: at most ``ttl / 24`` and never
+more than an hour, so every link handed out is still valid for at least 23/24 of its TTL.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
@@ -28,6 +33,9 @@ from urllib3.exceptions import HTTPError
 from storage.errors import StorageError
 
 T = TypeVar("T")
+
+SIGNED_LINKS_KEPT = 20_000
+"""Signed links remembered per process (a few MB); past that the memory starts over."""
 
 
 class StorageConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,6 +85,7 @@ class ObjectStore:
         self.bucket = config.bucket
         self._client = _client(config.endpoint, config)
         self._signer = _client(config.public_url, config) if config.public_url else self._client
+        self._signed: dict[tuple[str, int], tuple[float, str]] = {}
 
     async def ensure_bucket(self) -> None:
         def create() -> None:
@@ -149,13 +158,21 @@ class ObjectStore:
         return deleted
 
     def presigned_url(self, key: str, ttl_seconds: int) -> str:
-        """A GET link valid for ``ttl_seconds`` (signing is local: no network call)."""
+        """A GET link valid for at least 23/24 of ``ttl_seconds`` (signing is local: no network call)."""
+        now = time.monotonic()
+        remembered = self._signed.get((key, ttl_seconds))
+        if remembered is not None and now - remembered[0] < min(ttl_seconds / 24, 3600.0):
+            return remembered[1]
         try:
-            return str(
+            url = str(
                 self._signer.presigned_get_object(self.bucket, key, expires=timedelta(seconds=ttl_seconds))
             )
         except (MinioException, ValueError) as exc:
             raise StorageError(f"could not sign {key}: {exc}") from exc
+        if len(self._signed) >= SIGNED_LINKS_KEPT:
+            self._signed.clear()
+        self._signed[(key, ttl_seconds)] = (now, url)
+        return url
 
     async def ping(self) -> None:
         await self._run(lambda: self._client.bucket_exists(self.bucket))

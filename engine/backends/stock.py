@@ -12,7 +12,7 @@ import functools
 
 from PIL import Image, ImageDraw
 
-from engine.backends.base import CatalogInput, GeneratedImage, TryonInput
+from engine.backends.base import CatalogInput, GeneratedImage, OutputFormat, TryonInput
 from engine.imaging import fit_longest_side
 
 BASE_SIZE = 1024
@@ -59,15 +59,26 @@ def stock_shot(number: int, total: int) -> Image.Image:
     return image
 
 
+@functools.lru_cache(maxsize=16)
+def stock_result(longest_side: int, output_format: OutputFormat) -> GeneratedImage:
+    """The stock answer at one size and format, encoded once per process (the answer never changes;
+    re-encoding it cost every test-key job tens of milliseconds of CPU)."""
+    return GeneratedImage.encoded(fit_longest_side(stock_image(), longest_side), output_format)
+
+
+@functools.lru_cache(maxsize=48)
+def stock_catalog_shot(
+    number: int, total: int, longest_side: int, output_format: OutputFormat
+) -> GeneratedImage:
+    """One shot of the stock catalog, encoded once per process like :func:`stock_result`."""
+    return GeneratedImage.encoded(fit_longest_side(stock_shot(number, total), longest_side), output_format)
+
+
 class StockBackend:
     name = "stock"
 
     async def tryon(self, request: TryonInput) -> GeneratedImage:
-        return await asyncio.to_thread(self._tryon, request)
-
-    def _tryon(self, request: TryonInput) -> GeneratedImage:
-        image = fit_longest_side(stock_image(), request.longest_side)
-        return GeneratedImage.encoded(image, request.output_format)
+        return await asyncio.to_thread(stock_result, request.longest_side, request.output_format)
 
     async def catalog(self, request: CatalogInput) -> list[GeneratedImage]:
         if request.quantity not in CATALOG_QUANTITIES:
@@ -75,8 +86,7 @@ class StockBackend:
         return await asyncio.to_thread(self._catalog, request)
 
     def _catalog(self, request: CatalogInput) -> list[GeneratedImage]:
-        results = []
-        for number in range(1, request.quantity + 1):
-            image = fit_longest_side(stock_shot(number, request.quantity), request.longest_side)
-            results.append(GeneratedImage.encoded(image, request.output_format))
-        return results
+        return [
+            stock_catalog_shot(number, request.quantity, request.longest_side, request.output_format)
+            for number in range(1, request.quantity + 1)
+        ]
