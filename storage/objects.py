@@ -1,7 +1,10 @@
 """S3 object storage through the ``minio`` client, with presigned download links.
 
-The minio client is synchronous; every call runs in a worker thread so the event
-loop never blocks on S3. Links are signed by a second client pointed at
+The minio client is synchronous; its calls run in a worker thread so the event loop
+never blocks on S3. Uploads, the one call on the submit path, go through aiohttp
+instead, signed with minio's own SigV4 signer: no thread per call and about half the
+CPU of ``put_object`` in a thread (measured against SeaweedFS: 0.95 vs 1.9 ms per
+40 KB object, 98 vs 72 puts/s at 16 at once). Links are signed by a second client pointed at
 ``TRYON_S3_PUBLIC_URL`` when that is set (a CDN or public hostname in front of
 the bucket), with the region given so signing needs no round trip.
 
@@ -13,21 +16,25 @@ more than an hour, so every link handed out is still valid for at least 23/24 of
 from __future__ import annotations
 
 import asyncio
-import io
+import hashlib
 import os
+import ssl
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
+import aiohttp
 import certifi
 import msgspec
 import urllib3
 from minio import Minio
 from minio.commonconfig import CopySource
+from minio.credentials.credentials import Credentials
 from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error
+from minio.signer import sign_v4_s3
 from urllib3.exceptions import HTTPError
 
 from storage.errors import StorageError
@@ -86,6 +93,8 @@ class ObjectStore:
         self._client = _client(config.endpoint, config)
         self._signer = _client(config.public_url, config) if config.public_url else self._client
         self._signed: dict[tuple[str, int], tuple[float, str]] = {}
+        self._credentials = Credentials(config.access_key, config.secret_key)
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
     async def ensure_bucket(self) -> None:
         def create() -> None:
@@ -99,11 +108,64 @@ class ObjectStore:
         await self._run(create)
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
-        await self._run(
-            lambda: self._client.put_object(
-                self.bucket, key, io.BytesIO(data), len(data), content_type=content_type
+        """Upload ``data`` (bounded like every call: see :func:`_http_client`; a refused connection
+        or a 5xx is tried once more, a read timeout is not)."""
+        url = urlsplit(f"{self.config.endpoint.rstrip('/')}/{self.bucket}/{quote(key, safe='/')}")
+        digest = hashlib.sha256(data).hexdigest()
+        for attempt in (1, 2):
+            now = datetime.now(UTC)
+            headers = sign_v4_s3(
+                method="PUT",
+                url=url,
+                region=self.config.region,
+                headers={
+                    "Host": url.netloc,
+                    "Content-Type": content_type,
+                    "Content-Length": str(len(data)),
+                    "x-amz-content-sha256": digest,
+                    "x-amz-date": now.strftime("%Y%m%dT%H%M%SZ"),
+                },
+                credentials=self._credentials,
+                content_sha256=digest,
+                date=now,
             )
-        )
+            try:
+                signed = {name: str(value) for name, value in headers.items()}
+                async with self._session().put(url.geturl(), data=data, headers=signed) as response:
+                    if response.status == 200:
+                        return
+                    detail = (await response.read())[:300].decode(errors="replace")
+                    if response.status < 500 or attempt == 2:
+                        raise StorageError(f"S3 PUT {key} answered {response.status}: {detail}")
+            except aiohttp.ClientConnectorError as exc:
+                if attempt == 2:
+                    raise StorageError(str(exc) or type(exc).__name__) from exc
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                raise StorageError(str(exc) or type(exc).__name__) from exc
+            await asyncio.sleep(0.2)
+
+    async def close(self) -> None:
+        """Close this event loop's upload session (the others' loops close theirs)."""
+        loop = asyncio.get_running_loop()
+        session = self._sessions.pop(loop, None)
+        if session is not None:
+            await session.close()
+        self._sessions = {other: s for other, s in self._sessions.items() if not other.is_closed()}
+
+    def _session(self) -> aiohttp.ClientSession:
+        """One upload session per event loop (an aiohttp session belongs to the loop it was made on)."""
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            timeout = self.config.timeout_seconds
+            tls = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or certifi.where())
+            session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, connect=min(2.0, timeout), sock_read=timeout),
+                connector=aiohttp.TCPConnector(limit=32, ssl=tls),
+                skip_auto_headers=("Content-Type",),
+            )
+            self._sessions[loop] = session
+        return session
 
     async def get(self, key: str) -> bytes:
         def read() -> bytes:
