@@ -4,13 +4,14 @@ The minio client is synchronous; its calls run in a worker thread so the event l
 never blocks on S3. Uploads, the one call on the submit path, go through aiohttp
 instead, signed with minio's own SigV4 signer: no thread per call and about half the
 CPU of ``put_object`` in a thread (measured against SeaweedFS: 0.95 vs 1.9 ms per
-40 KB object, 98 vs 72 puts/s at 16 at once). Links are signed by a second client pointed at
-``TRYON_S3_PUBLIC_URL`` when that is set (a CDN or public hostname in front of
-the bucket), with the region given so signing needs no round trip.
+40 KB object, 98 vs 72 puts/s at 16 at once).
 
-Signing is local but not cheap (about half a millisecond with minio's signer, which a poll
-paid per link), so a signed link is reused for a while: at most ``ttl / 24`` and never
-more than an hour, so every link handed out is still valid for at least 23/24 of its TTL.
+Download links are signed locally by :mod:`storage.signing` for ``TRYON_S3_PUBLIC_URL`` when
+that is set (a CDN or public hostname in front of the bucket), else for the endpoint, with the
+region given, so signing needs no round trip. minio's signer took about half a millisecond per
+link, which every poll paid; and a signed link is reused for a while: at
+most ``ttl / 24`` and never more than an hour, so every link handed out is still valid for at
+least 23/24 of its TTL.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 import ssl
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -38,6 +39,7 @@ from minio.signer import sign_v4_s3
 from urllib3.exceptions import HTTPError
 
 from storage.errors import StorageError
+from storage.signing import LinkSigner
 
 T = TypeVar("T")
 
@@ -91,7 +93,13 @@ class ObjectStore:
         self.config = config
         self.bucket = config.bucket
         self._client = _client(config.endpoint, config)
-        self._signer = _client(config.public_url, config) if config.public_url else self._client
+        self._signer = LinkSigner(
+            base_url=config.public_url or config.endpoint,
+            bucket=config.bucket,
+            access_key=config.access_key,
+            secret_key=config.secret_key,
+            region=config.region,
+        )
         self._signed: dict[tuple[str, int], tuple[float, str]] = {}
         self._credentials = Credentials(config.access_key, config.secret_key)
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
@@ -226,10 +234,8 @@ class ObjectStore:
         if remembered is not None and now - remembered[0] < min(ttl_seconds / 24, 3600.0):
             return remembered[1]
         try:
-            url = str(
-                self._signer.presigned_get_object(self.bucket, key, expires=timedelta(seconds=ttl_seconds))
-            )
-        except (MinioException, ValueError) as exc:
+            url = self._signer.sign(key, ttl_seconds)
+        except ValueError as exc:
             raise StorageError(f"could not sign {key}: {exc}") from exc
         if len(self._signed) >= SIGNED_LINKS_KEPT:
             self._signed.clear()
