@@ -361,22 +361,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_gateway(url: str, token: str, port: int) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "TRYON_DATABASE_URL": url,
-        "TRYON_REDIS_URL": REDIS_URL,
-        "TRYON_REDIS_NAMESPACE": "tryon-bench-" + secrets.token_hex(4),
-        "TRYON_ENGINE": "local",
-        "TRYON_ADMIN_TOKEN": token,
-        "TRYON_S3_ENDPOINT": "http://127.0.0.1:9",  # never contacted by these routes
-        "TRYON_LOG_LEVEL": "warning",
-        "PYTHONPATH": str(ROOT),
-    }
+def start_gateway(
+    url: str, token: str, port: int, *, extra_env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``serve`` on ``url``; ``extra_env`` overrides settings (e.g. a real S3), ``log`` takes its stderr."""
+    env = (
+        os.environ
+        | {
+            "TRYON_DATABASE_URL": url,
+            "TRYON_REDIS_URL": REDIS_URL,
+            "TRYON_REDIS_NAMESPACE": "tryon-bench-" + secrets.token_hex(4),
+            "TRYON_ENGINE": "local",
+            "TRYON_ADMIN_TOKEN": token,
+            "TRYON_S3_ENDPOINT": "http://127.0.0.1:9",  # never contacted by these routes
+            "TRYON_LOG_LEVEL": "warning",
+            "PYTHONPATH": str(ROOT),
+        }
+        | (extra_env or {})
+    )
     return subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
+        stderr=None if log is None else log.open("ab"),
     )
 
 
@@ -423,7 +431,11 @@ async def measure_http(url: str, sample: Sample, calls: int) -> dict[str, dict[s
             ]
             results: dict[str, dict[str, float]] = {}
             for name, path in routes:
-                results[name] = await timed(lambda path=path: get(path()), calls)
+
+                async def call(make: Callable[[], str] = path) -> None:
+                    await get(make())
+
+                results[name] = await timed(call, calls)
             return results
     finally:
         process.terminate()

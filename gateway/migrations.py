@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from engine.console_indexes import MIGRATIONS as CONSOLE_INDEX_MIGRATIONS
 from engine.payments import MIGRATIONS as PAYMENT_MIGRATIONS
 from engine.tables import MIGRATIONS as ENGINE_MIGRATIONS
 from engine.webhooks import MIGRATIONS as WEBHOOK_MIGRATIONS
@@ -9,7 +10,9 @@ from ledger.database import apply_migrations
 from ledger.tables import MIGRATIONS as LEDGER_MIGRATIONS
 from storage.objects import ObjectStore
 
-ALL_MIGRATIONS = LEDGER_MIGRATIONS + ENGINE_MIGRATIONS + WEBHOOK_MIGRATIONS + PAYMENT_MIGRATIONS
+ALL_MIGRATIONS = (
+    LEDGER_MIGRATIONS + ENGINE_MIGRATIONS + WEBHOOK_MIGRATIONS + PAYMENT_MIGRATIONS + CONSOLE_INDEX_MIGRATIONS
+)
 
 
 async def migrate(database_url: str, store: ObjectStore) -> list[str]:

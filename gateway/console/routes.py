@@ -11,6 +11,7 @@ whatever buttons the page showed.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.config.csrf import CSRFConfig
 from litestar.connection import ASGIConnection
@@ -45,12 +47,15 @@ from engine import health, operations, webhooks
 from engine.context import current_request_id, new_request_id
 from engine.errors import DomainError, InvalidRequest, NotFound
 from engine.models import JobFilter, JobRecord
+from engine.payments_admin import PurchaseFilter, PurchaseView, list_purchases
 from engine.runtime import Runtime
 from engine.usage import UsageQuery, usage_report
+from gateway.admin.accounts import patch_changes
+from gateway.admin.accounts_schemas import PatchAccount
 from gateway.admin.errors import _STATUS
 from gateway.console import charts
 from gateway.console.sessions import COOKIE, SessionStore
-from ledger.accounts import AccountQuery
+from ledger.accounts import PLANS, AccountQuery
 from ledger.audit import AuditFilter
 from ledger.models import Actor, OperatorRecord, UsageDayRecord
 from ledger.operators import allows, require
@@ -64,6 +69,7 @@ STATUSES = ("queued", "running", "succeeded", "failed")
 DIALECTS = ("fitinview", "ftmvai")
 KINDS = ("tryon", "catalog")
 BACKENDS = ("local", "gemini", "stock")
+PURCHASES_PAGE = 10
 SAMPLE = 200
 """Jobs read for the overview's failure codes and generation times (the newest in 24 h)."""
 
@@ -237,16 +243,16 @@ def build_console_router(runtime: Runtime, root_token: str, session_seconds: int
         now = datetime.now(UTC)
         since = now - timedelta(hours=24)
         today = now.date()
-        by_dialect = await usage_report(
-            runtime.db, UsageQuery(group="dialect", first_day=today - timedelta(days=1), last_day=today)
+        yesterday = today - timedelta(days=1)
+        # independent reads, each on its own pooled connection: the page takes the slowest, not the sum
+        by_dialect, by_backend, failed, done, report, failing = await asyncio.gather(
+            usage_report(runtime.db, UsageQuery(group="dialect", first_day=yesterday, last_day=today)),
+            usage_report(runtime.db, UsageQuery(group="backend", first_day=yesterday, last_day=today)),
+            operations.search(runtime, JobFilter(status="failed", since=since, limit=SAMPLE)),
+            operations.search(runtime, JobFilter(status="succeeded", since=since, limit=SAMPLE)),
+            health.health_report(runtime),
+            webhooks.list_events(runtime, webhooks.EventFilter(status="failed", limit=20)),
         )
-        by_backend = await usage_report(
-            runtime.db, UsageQuery(group="backend", first_day=today - timedelta(days=1), last_day=today)
-        )
-        failed = await operations.search(runtime, JobFilter(status="failed", since=since, limit=SAMPLE))
-        done = await operations.search(runtime, JobFilter(status="succeeded", since=since, limit=SAMPLE))
-        report = await health.health_report(runtime)
-        failing = await webhooks.list_events(runtime, webhooks.EventFilter(status="failed", limit=20))
         seconds = sorted(
             (job.completed_at - job.started_at).total_seconds()
             for job in done.jobs
@@ -369,18 +375,55 @@ def build_console_router(runtime: Runtime, root_token: str, session_seconds: int
             more = urlencode({"q": text or "", "dialect": query.get("dialect") or "", "cursor": page[-1].id})
         return _page(request, "accounts.html", accounts=page, q=text or "", more=more, dialects=DIALECTS)
 
+    async def account_page(
+        request: Request[Any, Any, Any],
+        account_id: int,
+        *,
+        cursor: int | None = None,
+        purchases_cursor: int | None = None,
+        rotated: Any = None,
+    ) -> Template:
+        """Keys, 30 days of usage, a page of purchases and a page of the ledger (keyset cursors)."""
+        # independent reads, each on its own pooled connection (an unknown account: detail's NotFound)
+        detail, ledger, found = await asyncio.gather(
+            runtime.accounts.detail(account_id),
+            statement_page(runtime.ledger, account_id, kind=None, before_id=cursor, limit=PAGE),
+            list_purchases(
+                runtime.db,
+                PurchaseFilter(account_id=account_id, before_id=purchases_cursor, limit=PURCHASES_PAGE + 1),
+            ),
+        )
+        purchases: list[PurchaseView] = found[:PURCHASES_PAGE]
+        more_purchases = purchases[-1].id if len(found) > PURCHASES_PAGE and purchases else None
+        return _page(
+            request,
+            "account.html",
+            d=detail,
+            ledger=ledger,
+            usage_chart=_usage_chart(detail.usage),
+            purchases=purchases,
+            more_purchases=more_purchases,
+            plans=PLANS,
+            rotated=rotated,
+        )
+
     @get("/accounts/{account_id:int}")
     async def account(request: Request[Any, Any, Any], account_id: FromPath[int]) -> Template:
-        detail = await runtime.accounts.detail(account_id)
-        ledger = await statement_page(
-            runtime.ledger,
+        query = request.query_params
+        return await account_page(
+            request,
             account_id,
-            kind=None,
-            before_id=_parse_int(request.query_params.get("cursor"), "cursor"),
-            limit=PAGE,
+            cursor=_parse_int(query.get("cursor"), "cursor"),
+            purchases_cursor=_parse_int(query.get("purchases_cursor"), "purchases_cursor"),
         )
-        usage = _usage_chart(detail.usage)
-        return _page(request, "account.html", d=detail, ledger=ledger, usage_chart=usage, rotated=None)
+
+    @post("/accounts/{account_id:int}/edit", opt={"role": "admin"})
+    async def edit_account(request: Request[Any, Any, Any], account_id: FromPath[int]) -> Redirect:
+        changes = patch_changes(_account_form(await request.form()))
+        async with runtime.db.transaction():
+            await runtime.accounts.update(_actor(operator_of(request)), account_id, changes)
+        await runtime.callers.invalidate(account_ids=[account_id])  # after the commit
+        return Redirect(f"/console/accounts/{account_id}")
 
     @get("/accounts/{account_id:int}/statement.csv")
     async def statement(account_id: FromPath[int]) -> Stream:
@@ -398,6 +441,7 @@ def build_console_router(runtime: Runtime, root_token: str, session_seconds: int
             key = await runtime.accounts.set_key_disabled(
                 _actor(operator_of(request)), key_id, disabled=True, reason=reason
             )
+        await runtime.callers.invalidate(key_ids=[key_id])  # after the commit
         return Redirect(f"/console/accounts/{key.account_id}")
 
     @post("/keys/{key_id:int}/enable", opt={"role": "support"})
@@ -407,6 +451,7 @@ def build_console_router(runtime: Runtime, root_token: str, session_seconds: int
             key = await runtime.accounts.set_key_disabled(
                 _actor(operator_of(request)), key_id, disabled=False, reason=reason
             )
+        await runtime.callers.invalidate(key_ids=[key_id])
         return Redirect(f"/console/accounts/{key.account_id}")
 
     @post("/keys/{key_id:int}/rotate", opt={"role": "admin"})
@@ -417,11 +462,8 @@ def build_console_router(runtime: Runtime, root_token: str, session_seconds: int
             raise InvalidRequest("at most 30 days", field="grace_seconds")
         async with runtime.db.transaction():
             rotated = await runtime.accounts.rotate(_actor(operator_of(request)), key_id, grace)
-        account_id = rotated.record.account_id
-        detail = await runtime.accounts.detail(account_id)
-        ledger = await statement_page(runtime.ledger, account_id, kind=None, before_id=None, limit=PAGE)
-        usage = _usage_chart(detail.usage)
-        return _page(request, "account.html", d=detail, ledger=ledger, usage_chart=usage, rotated=rotated)
+        await runtime.callers.invalidate(key_ids=[key_id])
+        return await account_page(request, rotated.record.account_id, rotated=rotated)
 
     # ---- audit ---------------------------------------------------------------------------------
 
@@ -468,6 +510,7 @@ def build_console_router(runtime: Runtime, root_token: str, session_seconds: int
             rerun,
             accounts,
             account,
+            edit_account,
             statement,
             disable_key,
             enable_key,
@@ -484,6 +527,27 @@ def build_console_router(runtime: Runtime, root_token: str, session_seconds: int
         },
         include_in_schema=False,
     )
+
+
+def _account_form(form: Any) -> PatchAccount:
+    """The edit form as the admin API's PATCH body, validated by the same schema.
+
+    Every field is sent (the service changes, and audits, only the ones that differ); an empty
+    email clears it; ``plan`` is only on FtmvAI accounts' forms; a change of ``suspended`` needs the
+    reason, which the service checks, like ``PATCH /admin/accounts/{id}``.
+    """
+    fields: dict[str, Any] = {"name": str(form.get("name") or ""), "suspended": form.get("suspended") == "on"}
+    email = str(form.get("email") or "").strip()
+    fields["email"] = email or None
+    if form.get("plan"):
+        fields["plan"] = str(form.get("plan"))
+    reason = str(form.get("reason") or "").strip()
+    if reason:
+        fields["reason"] = reason
+    try:
+        return msgspec.convert(fields, PatchAccount)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(str(exc)) from exc
 
 
 def _usage_chart(days: list[UsageDayRecord]) -> Markup:

@@ -18,6 +18,7 @@ import pytest
 
 from bench.admin_at_size import fill
 from engine.models import JobFilter
+from engine.payments_admin import PurchaseFilter, list_purchases
 from engine.repository import JobRepository
 from engine.usage import UsageQuery, usage_report
 from ledger.database import Database
@@ -123,3 +124,34 @@ async def test_usage_reads_the_rollup_by_account_never_jobs(db: ExplainingDataba
     plan = await plan_of(db, lambda: usage_report(db, query))
     assert index_reads(plan) == {"usage_daily_account"}
     assert {node.get("Relation Name") for node in plan} <= {None, "usage_daily"}
+
+
+# the ops console's pages (bench/console_at_size.py; indexes of engine/console_indexes.py) ------------
+
+
+async def test_job_search_by_a_rare_kind_dialect_or_backend_reads_its_own_index(
+    db: ExplainingDatabase,
+) -> None:
+    """A value no job has is the primary key walk's worst case (every row read for no match)."""
+    jobs = JobRepository(db)
+    for query, index in (
+        (JobFilter(kind="catalog", limit=51), "jobs_kind_newest"),
+        (JobFilter(dialect="nodialect", limit=51), "jobs_dialect_newest"),
+        (JobFilter(backend="nobackend", limit=51), "jobs_backend_newest"),
+        (JobFilter(kind="catalog", before_id=2000, limit=51), "jobs_kind_newest"),
+    ):
+        plan = await plan_of(db, lambda query=query: jobs.search(query))
+        assert index_reads(plan) == {index}, (query, plan)
+        assert not any(node["Node Type"] == "Sort" for node in plan)
+
+
+async def test_account_page_sums_the_ledger_from_the_index_and_pages_purchases(
+    db: ExplainingDatabase,
+) -> None:
+    plan = await plan_of(db, lambda: LedgerService(db).ledger_sum(1))
+    assert index_reads(plan) == {"ledger_entries_account_amount"}
+    assert {node["Node Type"] for node in plan} >= {"Index Only Scan"}
+    plan = await plan_of(db, lambda: list_purchases(db, PurchaseFilter(account_id=1, limit=11)))
+    reads = {node.get("Relation Name"): node.get("Index Name") for node in plan if "Relation Name" in node}
+    assert reads.get("purchases") == "purchases_account_newest", plan
+    assert not any(node["Node Type"] == "Sort" for node in plan)

@@ -20,6 +20,28 @@ async def shot(page: Page, folder: Path, name: str) -> None:
     assert path.stat().st_size > 0
 
 
+async def fits(page: Page) -> bool:
+    """No horizontal overflow: the page is no wider than the window (wide tables scroll in their box)."""
+    return bool(await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
+
+
+async def too_wide(page: Page) -> list[str]:
+    """What sticks out past the window's right edge (for the failure message)."""
+    return list(
+        await page.evaluate(
+            """() => [...document.querySelectorAll('body *')]
+                .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1
+                    || (e.scrollWidth > window.innerWidth && getComputedStyle(e).overflowX === 'visible'))
+                .slice(-5).map(e => e.tagName + '.' + e.className + ' ' + e.scrollWidth + ' '
+                    + e.textContent.slice(0, 40))"""
+        )
+    )
+
+
+async def images_loaded(page: Page) -> None:
+    await page.wait_for_function("() => [...document.images].every(img => img.complete)")
+
+
 async def csrf_token(context: BrowserContext) -> str:
     cookies = {cookie["name"]: cookie["value"] for cookie in await context.cookies()}
     return cookies["tryon_console_csrf"]
@@ -42,6 +64,16 @@ async def test_support_finds_a_job_refunds_it_and_sees_the_audit_entry(
 
         await page.goto(gateway.url(f"/console/jobs?account={account_id}"))
         assert await page.locator(f"a[href='/console/jobs/{job_id}']").count() == 1
+        # the row's person, garment and result thumbnails load through their presigned links, small
+        thumbs = page.locator("img.thumb")
+        assert await thumbs.count() >= 3
+        await images_loaded(page)
+        for index in range(await thumbs.count()):
+            size = await thumbs.nth(index).evaluate(
+                "img => [img.naturalWidth, img.clientWidth, img.clientHeight]"
+            )
+            assert size[0] > 0 and 0 < size[1] <= 64 and 0 < size[2] <= 64, size
+        assert await page.locator("img.thumb[alt=result]").count() == 1
         await shot(page, tmp_path, "jobs")
         await page.fill("#job-id", job_id)
         async with page.expect_navigation():
@@ -49,7 +81,7 @@ async def test_support_finds_a_job_refunds_it_and_sees_the_audit_entry(
         assert page.url == gateway.url(f"/console/jobs/{job_id}")
         result = page.locator("img.result").first
         await result.wait_for()
-        await page.wait_for_function("() => [...document.images].every(img => img.complete)", timeout=30_000)
+        await images_loaded(page)
         assert await result.evaluate("img => img.naturalWidth") > 0
         assert await page.locator("#refunded").inner_text() == "0"
         await shot(page, tmp_path, "job")
@@ -156,3 +188,35 @@ async def test_viewer_has_no_actions_and_forged_or_tokenless_posts_are_refused(
     finally:
         await viewer_context.close()
         await support_context.close()
+
+
+async def test_every_page_fits_a_desktop_and_a_phone(
+    gateway: RunningGateway,
+    browser: Browser,
+    console_tokens: dict[str, str],
+    image_host: ImageHost,
+    tmp_path: Path,
+) -> None:
+    """Each page at 1,280 px and 375 px: a screenshot, and no horizontal scrolling of the page."""
+    account_id, key = await gateway.account_with_key(credits=100)
+    job_id = (await submit(gateway, key, image_host))["job_id"]
+    paths = {
+        "overview": "/console",
+        "jobs": f"/console/jobs?account={account_id}",
+        "job": f"/console/jobs/{job_id}",
+        "accounts": "/console/accounts",
+        "account": f"/console/accounts/{account_id}",
+        "audit": "/console/audit",
+    }
+    context, page = await new_page(browser)
+    try:
+        await sign_in(page, gateway, console_tokens["admin"])
+        for width in (1280, 375):
+            await page.set_viewport_size({"width": width, "height": 900})
+            for name, path in paths.items():
+                await page.goto(gateway.url(path))
+                await images_loaded(page)
+                await shot(page, tmp_path, f"{name}-{width}")
+                assert await fits(page), (name, width, await too_wide(page))
+    finally:
+        await context.close()
