@@ -16,28 +16,48 @@ seed only nudges the garments sideways by a few pixels.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from PIL import Image
 
 from engine.backends.base import CatalogInput, GeneratedImage, GenerationFailed, TryonInput
-from engine.backends.body import find_body
+from engine.backends.body import Body, find_body
 from engine.backends.catalog import QUANTITIES, render_catalog
 from engine.backends.cutout import cut_out
 from engine.backends.fitting import dress
+from engine.backends.memo import DigestMemo
 from engine.imaging import fit_longest_side, open_image
 
 NO_PERSON = "no_person_detected"
 
 
+_bodies: DigestMemo[Body | None] = DigestMemo(64)
+"""A Body is a few lines and two masks at GrabCut's working size (about 130 KB)."""
+_cutouts: DigestMemo[Image.Image] = DigestMemo(32)
+"""Cut-outs of up to :data:`CUTOUT_KEPT_PIXELS` (about 8 MB each at most), so a worker keeps < 300 MB."""
+CUTOUT_KEPT_PIXELS = 2_000_000
+
+
 def compose(request: TryonInput) -> Image.Image:
-    """The person photo at the requested size with the garments worn; GenerationFailed without one."""
+    """The person photo at the requested size with the garments worn; GenerationFailed without one.
+
+    The person found in a photo and each garment's cut-out are remembered by the photo's digest
+    (:mod:`engine.backends.memo`): neither depends on anything else, and neither is changed here.
+    """
     person = fit_longest_side(open_image(request.person).convert("RGB"), request.longest_side)
-    body = find_body(person)
+    body = _bodies.get(request.person, request.longest_side, functools.partial(find_body, person))
     if body is None:
         raise GenerationFailed(NO_PERSON)
-    garments = [cut_out(open_image(data)) for data in request.garments]
+    garments = [_garment(data) for data in request.garments]
     nudge = ((request.seed or 0) % 11 - 5) * max(person.size) / 1000
     return dress(person, body, garments, nudge)
+
+
+def _garment(data: bytes) -> Image.Image:
+    image = open_image(data)
+    if image.width * image.height > CUTOUT_KEPT_PIXELS:
+        return cut_out(image)
+    return _cutouts.get(data, None, functools.partial(cut_out, image))
 
 
 class LocalBackend:
