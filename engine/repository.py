@@ -12,9 +12,12 @@ from typing import Any
 
 import msgspec
 
+from engine.history_indexes import ID_BOUND_MARGIN
 from engine.models import STAGE_PROGRESS, JobFilter, JobRecord, Stage, StoredImage
 from ledger.database import Database
 
+_NO_ID_ABOVE = 2**63 - 1
+"""Larger than any job id (``bigint``'s maximum)."""
 _JSON_COLUMNS = ("params", "inputs", "results", "metadata", "report")
 
 
@@ -82,21 +85,28 @@ class JobRepository:
         return None if record is None else _row(record)
 
     async def page_for_key(self, api_key_id: int, *, before_id: int | None, limit: int) -> list[JobRecord]:
-        records = await self.db.fetch(
-            """SELECT * FROM jobs WHERE api_key = $1 AND ($2::bigint IS NULL OR id < $2)
-               ORDER BY id DESC LIMIT $3""",
-            api_key_id,
-            before_id,
-            limit,
-        )
+        # one statement per shape: in a prepared statement's generic plan ``($2 IS NULL OR id < $2)``
+        # is a filter, not an index bound, and a deep page would read every newer job of the key
+        if before_id is None:
+            records = await self.db.fetch(
+                "SELECT * FROM jobs WHERE api_key = $1 ORDER BY id DESC LIMIT $2", api_key_id, limit
+            )
+        else:
+            records = await self.db.fetch(
+                "SELECT * FROM jobs WHERE api_key = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+                api_key_id,
+                before_id,
+                limit,
+            )
         return [_row(record) for record in records]
 
     async def created_counts(self, account_id: int) -> tuple[int, int]:
+        """(today in UTC, all time) jobs the account created, from the counts the job-insert
+        triggers keep (``usage_daily``, ``job_counts``): a few index rows, not the history."""
         record = await self.db.fetchrow(
-            """SELECT count(*) FILTER (WHERE created_at >= date_trunc('day', now() AT TIME ZONE 'UTC')
-                                                         AT TIME ZONE 'UTC') AS today,
-                      count(*) AS total
-               FROM jobs WHERE account = $1""",
+            """SELECT (SELECT COALESCE(sum(jobs_submitted), 0) FROM usage_daily
+                       WHERE account = $1 AND day >= (now() AT TIME ZONE 'UTC')::date) AS today,
+                      (SELECT COALESCE(sum(jobs), 0) FROM job_counts WHERE account = $1) AS total""",
             account_id,
         )
         assert record is not None
@@ -111,7 +121,10 @@ class JobRepository:
         return int(record["n"])
 
     async def count_for_key(self, api_key_id: int) -> int:
-        record = await self.db.fetchrow("SELECT count(*) AS n FROM jobs WHERE api_key = $1", api_key_id)
+        """Jobs the key created, from ``job_counts`` (kept by the job-insert trigger)."""
+        record = await self.db.fetchrow(
+            "SELECT COALESCE(sum(jobs), 0) AS n FROM job_counts WHERE api_key = $1", api_key_id
+        )
         assert record is not None
         return int(record["n"])
 
@@ -278,6 +291,24 @@ class JobRepository:
             if value is not None:
                 args.append(value)
                 conditions.append(f"{column} {operator} ${len(args)}")
+        # a time bound is also an id bound (engine/history_indexes.py): without it the newest-first
+        # walk skips every job newer than ``until`` (or, with few jobs since ``since``, reads on
+        # past them to the oldest) before it knows it is done
+        margin = f"interval '{int(ID_BOUND_MARGIN.total_seconds())} seconds'"
+        if query.until is not None:
+            args.append(query.until)
+            conditions.append(
+                f"""id < COALESCE((SELECT id FROM jobs
+                                   WHERE created_at >= ${len(args)}::timestamptz + {margin}
+                                   ORDER BY created_at LIMIT 1), {_NO_ID_ABOVE})"""
+            )
+        if query.since is not None:
+            args.append(query.since)
+            conditions.append(
+                f"""id > COALESCE((SELECT id FROM jobs
+                                   WHERE created_at < ${len(args)}::timestamptz - {margin}
+                                   ORDER BY created_at DESC LIMIT 1), 0)"""
+            )
         where = " AND ".join(conditions) or "TRUE"
         args.append(query.limit)
         records = await self.db.fetch(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from engine.console_indexes import MIGRATIONS as CONSOLE_INDEX_MIGRATIONS
+from engine.history_indexes import MIGRATIONS as HISTORY_INDEX_MIGRATIONS
 from engine.payments import MIGRATIONS as PAYMENT_MIGRATIONS
 from engine.tables import MIGRATIONS as ENGINE_MIGRATIONS
 from engine.webhooks import MIGRATIONS as WEBHOOK_MIGRATIONS
@@ -11,7 +12,12 @@ from ledger.tables import MIGRATIONS as LEDGER_MIGRATIONS
 from storage.objects import ObjectStore
 
 ALL_MIGRATIONS = (
-    LEDGER_MIGRATIONS + ENGINE_MIGRATIONS + WEBHOOK_MIGRATIONS + PAYMENT_MIGRATIONS + CONSOLE_INDEX_MIGRATIONS
+    LEDGER_MIGRATIONS
+    + ENGINE_MIGRATIONS
+    + WEBHOOK_MIGRATIONS
+    + PAYMENT_MIGRATIONS
+    + CONSOLE_INDEX_MIGRATIONS
+    + HISTORY_INDEX_MIGRATIONS
 )
 
 
