@@ -6,6 +6,7 @@ import asyncpg
 import pytest
 from piccolo.table import Table
 
+from engine.history_indexes import TABLES as HISTORY_TABLES
 from engine.payments import TABLES as PAYMENT_TABLES
 from engine.tables import TABLES as ENGINE_TABLES
 from engine.webhooks import TABLES as WEBHOOK_TABLES
@@ -13,7 +14,9 @@ from ledger.tables import TABLES as LEDGER_TABLES
 
 
 @pytest.mark.parametrize(
-    "table", LEDGER_TABLES + ENGINE_TABLES + WEBHOOK_TABLES + PAYMENT_TABLES, ids=lambda t: t._meta.tablename
+    "table",
+    LEDGER_TABLES + ENGINE_TABLES + WEBHOOK_TABLES + PAYMENT_TABLES + HISTORY_TABLES,
+    ids=lambda t: t._meta.tablename,
 )
 async def test_table_columns_match_the_database(database_url: str, table: type[Table]) -> None:
     connection = await asyncpg.connect(database_url)
