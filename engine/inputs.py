@@ -18,6 +18,7 @@ import asyncio
 import base64
 import binascii
 import re
+from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
 from typing import Literal
 
@@ -26,6 +27,7 @@ import msgspec
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.errors import ImageRejected, InvalidRequest
+from engine.imaging import PNG_COMPRESS_LEVEL
 from engine.outbound import FetchFailed, OutboundPolicy, OutboundRefused, TooLarge, fetch_bytes
 
 __all__ = [
@@ -57,8 +59,10 @@ _PNG_MODES = frozenset({"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"})
 
 _DATA_URL_PREFIX = re.compile(r"^data:[^,]*?;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
-# Below this size validation is quick enough to run on the event loop.
-_THREAD_THRESHOLD = 256 * 1024
+_VALIDATION_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="image-validation")
+"""Where inputs are decoded: its own few threads, so a burst of large images bounds the process's
+memory (two full-size decodes at a time) and never queues the storage calls that share asyncio's
+default executor behind seconds of decoding."""
 
 
 class InputImage(msgspec.Struct, frozen=True):
@@ -164,13 +168,17 @@ def validate_image(data: bytes, field: str, limits: ImageLimits) -> InputImage:
                 field,
                 f"aspect ratio of {width}x{height} is over {limits.max_aspect:g}:1",
             )
+        if image_format == "jpeg" and _exif_orientation(image) not in range(2, 9):
+            # libjpeg reads every byte even at 1/8 scale, so a truncated file is still caught,
+            # for 1/64 of the memory; an image to rotate is re-encoded at full size below.
+            image.draft(None, (max(1, width // 8), max(1, height // 8)))
         try:
             image.load()
         except Image.DecompressionBombError:
             raise _rejected(TOO_LARGE, field, f"over {limits.max_pixels} pixels") from None
         except Exception:
             raise _rejected(UNSUPPORTED_FORMAT, field, "image data is truncated or corrupt") from None
-        return _apply_orientation(image, data, image_format, field)
+        return _apply_orientation(image, data, image_format, field, (width, height))
 
 
 def _exif_orientation(image: Image.Image) -> int:
@@ -182,16 +190,23 @@ def _exif_orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) else 1
 
 
-def _apply_orientation(image: Image.Image, data: bytes, image_format: ImageFormat, field: str) -> InputImage:
-    """Return the image as displayed: the original bytes, or a rotated PNG."""
+def _apply_orientation(
+    image: Image.Image, data: bytes, image_format: ImageFormat, field: str, size: tuple[int, int]
+) -> InputImage:
+    """Return the image as displayed: the original bytes, or a PNG of the first frame, upright.
+
+    An animated PNG or WebP is accepted as its first frame (what a shop page shows before it
+    plays), re-encoded as a still so every backend and the stored input agree on the pixels.
+    """
     orientation = _exif_orientation(image)
-    if orientation not in range(2, 9):
+    animated = image_format != "jpeg" and bool(getattr(image, "is_animated", False))
+    if orientation not in range(2, 9) and not animated:
         return InputImage(
             data=data,
             format=image_format,
             content_type=_CONTENT_TYPES[image_format],
-            width=image.width,
-            height=image.height,
+            width=size[0],  # from the header: a JPEG was decoded at 1/8 scale
+            height=size[1],
         )
     try:
         upright = ImageOps.exif_transpose(image)
@@ -200,11 +215,11 @@ def _apply_orientation(image: Image.Image, data: bytes, image_format: ImageForma
         buffer = BytesIO()
         icc_profile = image.info.get("icc_profile")
         if icc_profile:
-            upright.save(buffer, format="PNG", icc_profile=icc_profile)
+            upright.save(buffer, format="PNG", icc_profile=icc_profile, compress_level=PNG_COMPRESS_LEVEL)
         else:
-            upright.save(buffer, format="PNG")
+            upright.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     except Exception:
-        raise _rejected(UNSUPPORTED_FORMAT, field, "could not apply the EXIF orientation") from None
+        raise _rejected(UNSUPPORTED_FORMAT, field, "could not re-encode the image upright") from None
     return InputImage(
         data=buffer.getvalue(),
         format="png",
@@ -215,10 +230,10 @@ def _apply_orientation(image: Image.Image, data: bytes, image_format: ImageForma
 
 
 async def _validate(data: bytes, field: str, limits: ImageLimits) -> InputImage:
-    """Validate off the event loop when decoding could take a while."""
-    if len(data) < _THREAD_THRESHOLD:
-        return validate_image(data, field, limits)
-    return await asyncio.to_thread(validate_image, data, field, limits)
+    """Validate in the image pool, never on the event loop: a 150 KB PNG can declare 36 megapixels
+    and take seconds to decode, and every other request of the process would wait that long."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_VALIDATION_POOL, validate_image, data, field, limits)
 
 
 async def load_image_from_base64(value: str, field: str, limits: ImageLimits) -> InputImage:

@@ -85,6 +85,10 @@ class OutboundPolicy(msgspec.Struct, frozen=True):
     timeout_seconds: float = 10.0
     max_redirects: int = 3
     max_bytes: int = 15 * 1024 * 1024
+    resolver: AbstractResolver | None = None
+    """The DNS lookup behind :class:`GuardedResolver` in every session made for this policy (image
+    fetches and webhooks alike); ``None`` is the system's. Tests set one to simulate DNS answers,
+    rebinding included."""
 
 
 class OutboundError(Exception):
@@ -397,9 +401,9 @@ def make_session(
     Call it from inside the running event loop. The caller owns the session and
     must close it (``async with make_session(policy) as session`` or
     ``await session.close()``); one session per process is the intended use.
-    ``inner_resolver`` replaces the real DNS lookup, for tests.
+    ``inner_resolver`` (else the policy's ``resolver``) replaces the real DNS lookup, for tests.
     """
-    resolver = GuardedResolver(policy, inner_resolver)
+    resolver = GuardedResolver(policy, inner_resolver if inner_resolver is not None else policy.resolver)
     connector = aiohttp.TCPConnector(resolver=resolver, limit=100, limit_per_host=10)
     session = aiohttp.ClientSession(
         connector=connector,

@@ -4,9 +4,10 @@ Loaded for every run (``pytest_plugins`` in ``tests/conftest.py``). It keeps a
 handler on the root logger (at INFO, the level ``serve`` and ``worker`` log at) for the whole
 session and checks each record as the JSON formatter would write it, *before* the formatter's
 last-resort masking, for anything shaped like a whole FitInView key, webhook secret, admin or
-operator token, or bearer credential. A match fails the run and names the line. (FtmvAI keys
-are 64 hex digits, indistinguishable from the SHA-256 digests some lines carry; the tests in
-``tests/gateway/test_logging.py`` look for the exact keys they minted instead.)
+operator token, bearer credential, Stripe secret key, or presigned link signature. A match fails
+the run and names the line. (FtmvAI keys are 64 hex digits, indistinguishable from the SHA-256
+digests some lines carry; the tests in ``tests/gateway/test_logging.py`` look for the exact keys
+they minted instead.)
 
 Child processes (``serve``, ``worker``, ``dev``) write their own logs; the tests that start
 them check those lines themselves.
@@ -26,6 +27,9 @@ SECRET = re.compile(
     r"|\badm_[A-Za-z0-9_\-]{12,}"  # an admin token
     r"|\bopr_[A-Za-z0-9_\-]{12,}"  # an operator token
     r"|(?i:bearer)\s+[A-Za-z0-9_\-.]{12,}"  # an Authorization header's credential
+    r"|\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}"  # a Stripe secret or restricted key
+    r"|(?i:x-amz-signature)(?:=|%3D|\"?:\s*\"?)[0-9a-f]{16,}"  # a presigned link's signature
+    r"|(?i:x-amz-credential)=[^&\s\"]{8,}"  # ... and the access key it was signed with
 )
 
 
