@@ -138,14 +138,19 @@ async def gateway_factory(
 
 
 @pytest.fixture(scope="module", autouse=True)
-async def _gateways_end_with_their_module(request: pytest.FixtureRequest) -> AsyncIterator[None]:
-    if "gateway_factory" not in request.fixturenames and not _module_uses_gateways(request):
-        yield
-        return
-    gateways: Gateways = request.getfixturevalue("gateway_factory")
-    mark = len(gateways.started)
+def _gateways_end_with_their_module(request: pytest.FixtureRequest) -> None:
+    """Sync on purpose: it asks for the async fixture below only for modules that use gateways, and
+    pytest-asyncio (1.x) can set up an async fixture asked for by name only outside a running loop."""
+    if "gateway_factory" in request.fixturenames or _module_uses_gateways(request):
+        request.getfixturevalue("_module_gateways")
+
+
+@pytest.fixture(scope="module")
+async def _module_gateways(gateway_factory: Gateways) -> AsyncIterator[None]:
+    """Stops the gateways the module started when it ends (the session's own live on)."""
+    mark = len(gateway_factory.started)
     yield
-    await gateways.stop_since(mark)
+    await gateway_factory.stop_since(mark)
 
 
 def _module_uses_gateways(request: pytest.FixtureRequest) -> bool:

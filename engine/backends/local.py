@@ -26,7 +26,7 @@ from engine.backends.catalog import QUANTITIES, render_catalog
 from engine.backends.cutout import cut_out
 from engine.backends.fitting import dress
 from engine.backends.memo import DigestMemo
-from engine.imaging import fit_longest_side, open_image
+from engine.imaging import MAX_WORKING_SIDE, fit_longest_side, open_image
 
 NO_PERSON = "no_person_detected"
 
@@ -44,7 +44,9 @@ def compose(request: TryonInput) -> Image.Image:
     The person found in a photo and each garment's cut-out are remembered by the photo's digest
     (:mod:`engine.backends.memo`): neither depends on anything else, and neither is changed here.
     """
-    person = fit_longest_side(open_image(request.person).convert("RGB"), request.longest_side)
+    # decoded no larger than twice the output (open_image keeps at least half its max_side)
+    decoded = open_image(request.person, min(MAX_WORKING_SIDE, 2 * request.longest_side))
+    person = fit_longest_side(decoded.convert("RGB"), request.longest_side)
     body = _bodies.get(request.person, request.longest_side, functools.partial(find_body, person))
     if body is None:
         raise GenerationFailed(NO_PERSON)
