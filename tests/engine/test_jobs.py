@@ -60,15 +60,18 @@ async def test_sweeper_sends_a_job_whose_message_was_lost(gateway_factory: Any) 
 
 
 async def test_sweeper_fails_and_refunds_a_job_stuck_past_its_deadline(gateway_factory: Any) -> None:
-    gateway: RunningGateway = await gateway_factory(
-        local_backend_delay_seconds=30, job_deadline_seconds=1, sweep_interval_seconds=0.2
-    )
+    """A job claimed by a worker that was then lost (no message left, nothing running it).
+
+    A model slower than the deadline is the worker's own business: it gives up first and fails
+    the job ``model_unavailable`` (tests/faults/test_gemini_faults.py)."""
+    gateway: RunningGateway = await gateway_factory(job_deadline_seconds=1, sweep_interval_seconds=0.2)
     account_id = await gateway.new_account(credits=50)
     minted = await gateway.new_key(account_id)
     public_id = await _queued_job_without_a_message(gateway, minted["id"], account_id)
     job = await gateway.runtime.jobs.by_public_id(public_id)
     assert job is not None
-    gateway.runtime.enqueue_job(job.id)
+    claimed = await gateway.runtime.jobs.claim(job.id, deadline_seconds=1)
+    assert claimed is not None and claimed.status == "running"
     done = await gateway.wait_for_status(public_id, minted["key"], {"succeeded", "failed"}, timeout=30)
     assert (done["status"], done["error_code"]) == ("failed", "internal_error")
     assert done["credits_refunded"] == 8
