@@ -1,10 +1,12 @@
-"""``api_keys.last_used_at``, kept cheaply: one Redis command per request, one UPDATE per sweep.
+"""``api_keys.last_used_at``, kept cheaply: no extra Redis round trip per request, one UPDATE per sweep.
 
 Writing the row on every authenticated request would turn every read (``GET /api/v1/tryon/…``
 polls many times a second per integrator) into a row update, a WAL record and a dead tuple
-on the hottest lookup table. Instead :func:`note_use` does one ``HSET`` of
+on the hottest lookup table. Instead each request does one ``HSET`` of
 ``<namespace>:keys:last-used`` (field = key id, value = unix seconds: a later use of the same
-key overwrites it, so the hash holds at most one field per key in use), and the sweeper calls
+key overwrites it, so the hash holds at most one field per key in use) inside the rate limiter's
+script, in the same round trip as the request's limits (:mod:`gateway.ratelimit`; :func:`note_use`
+is the same write on its own), and the sweeper calls
 :func:`flush` every ``TRYON_SWEEP_INTERVAL_SECONDS``: it takes the hash away atomically
 (``RENAME`` to a per-flush name, then ``HGETALL`` and ``DEL``) and moves ``last_used_at``
 forward for all those keys in one statement. ``last_used_at`` therefore lags by at most a
@@ -26,8 +28,14 @@ from engine.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
+def hash_name(namespace: str) -> str:
+    """The hash of noted uses; the rate limiter's script writes it in the request's one Redis
+    round trip (``gateway.ratelimit``), :func:`note_use` outside of it."""
+    return f"{namespace}:keys:last-used"
+
+
 def _hash_name(runtime: Runtime) -> str:
-    return f"{runtime.config.redis_namespace}:keys:last-used"
+    return hash_name(runtime.config.redis_namespace)
 
 
 async def note_use(runtime: Runtime, key_id: int) -> None:

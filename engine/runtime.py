@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from engine.backends import Backend, build_backend
 from engine.backends.latency import DelayedBackend
+from engine.caller_cache import CallerCache
 from engine.completion import CompletionHub
 from engine.config import PaymentsConfig, WebhookConfig
 from engine.context import current_request_id
@@ -65,11 +66,15 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
     quality: QualityThresholds
     webhooks: WebhookConfig
     payments: PaymentsConfig
+    auth_cache_seconds: float = 5.0
+    """How long an API process may authenticate a token from memory (``engine.caller_cache``)."""
     retention_seconds: float = 7 * 86_400.0
     """How long a finished job's stored images are kept (from its creation)."""
     retention_interval_seconds: float = 3600.0
     retention_batch_size: int = 100
     ledger_verify_interval_seconds: float = 86_400.0
+    database_acquire_timeout_seconds: float | None = None
+    database_command_timeout_seconds: float | None = None
     gemini: GeminiConfig | None = None
     """Set when live keys (or any caller) may use the ``gemini`` backend."""
     """Prefix of every Redis key and channel (queue, limits, locks, events): deployments or test
@@ -86,11 +91,16 @@ class Runtime:
         storage: StorageConfig,
     ) -> None:
         self.config = config
-        self.db = Database(database_url)
+        self.db = Database(
+            database_url,
+            acquire_timeout=config.database_acquire_timeout_seconds,
+            command_timeout=config.database_command_timeout_seconds,
+        )
         self.redis: aioredis.Redis = aioredis.from_url(redis_url)
         self.redis_url = redis_url
         self.store = ObjectStore(storage)
         self.hub = CompletionHub(self.redis, config.redis_namespace)
+        self.callers = CallerCache(self.redis, config.redis_namespace, ttl_seconds=config.auth_cache_seconds)
         self.ledger = LedgerService(self.db)
         self.audit = AuditLog(self.db)
         self.operators = OperatorService(self.db, self.audit)
@@ -109,15 +119,18 @@ class Runtime:
         await self.db.start()
         if listen_for_completions and not self._started_hub:
             await self.hub.start()
+            await self.callers.start()
             self._started_hub = True
 
     async def close(self) -> None:
         if self._started_hub:
             await self.hub.close()
+            await self.callers.close()
             self._started_hub = False
         if self._http is not None:
             await self._http.close()
             self._http = None
+        await self.store.close()
         await self.db.close()
         await self.redis.aclose()
 

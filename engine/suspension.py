@@ -40,6 +40,7 @@ async def note_content_blocked(runtime: Runtime, api_key_id: int) -> bool:
     )
     async with runtime.db.transaction():
         await runtime.ledger.set_key_disabled(api_key_id, disabled=True, reason=reason)
+    await runtime.callers.invalidate(key_ids=[api_key_id])  # after the commit: every API process
     await runtime.redis.delete(counter)
     log.warning("key %d %s", api_key_id, reason)
     return True

@@ -22,6 +22,7 @@ from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
 
 from dialects.fitinview import routes as fitinview
+from dialects.ftmvai import openapi as ftmvai_openapi
 from dialects.ftmvai import routes as ftmvai
 from engine import sweeper
 from engine.access import Caller, RateVerdict
@@ -30,7 +31,8 @@ from engine.worker import make_broker, start_worker, sweep_forever
 from gateway import account, health
 from gateway.admin.openapi import build_openapi_route
 from gateway.admin.routes import build_admin_router, malformed_integer_id
-from gateway.auth import authenticate, provide_caller
+from gateway.auth import authenticate, one_guard, provide_caller
+from gateway.body_drain import BodyDrain
 from gateway.console.routes import build_console_router, template_config
 from gateway.discovery import build_discovery_router
 from gateway.observability import RequestObservability, build_metrics_route
@@ -100,17 +102,18 @@ def create_app(
         if caller.dialect == "fitinview":
             with counted(caller.dialect):
                 connection.state.rate_verdict = await hit(
-                    runtime.redis, namespace, str(caller.key.id), windows["read"]
+                    runtime.redis, namespace, str(caller.key.id), windows["read"], note_key_id=caller.key.id
                 )
         else:
             await apply_plan_limits(runtime.redis, namespace, windows["read"], connection, "read")
 
-    def provide_rate_verdict(request: Request[Any, Any, Any]) -> RateVerdict:
+    # Each provider takes the one before (runtime → caller → the rest) only so that Litestar
+    # resolves them one after another: side by side they cost an anyio task group per request.
+    def provide_rate_verdict(request: Request[Any, Any, Any], caller: Caller) -> RateVerdict:
         verdict: RateVerdict = request.state.rate_verdict
         return verdict
 
-    def provide_max_in_progress(request: Request[Any, Any, Any]) -> int:
-        caller: Caller = request.state.caller
+    def provide_max_in_progress(caller: Caller) -> int:
         return PLANS[caller.account.plan].concurrent
 
     fitinview_config = fitinview.FitInViewConfig(rate_limit_per_min=settings.rate_limit_per_min)
@@ -139,9 +142,11 @@ def create_app(
             broker.close()
             await runtime.close()
 
-    ftmvai_router = ftmvai.build_router(guards=[authenticate(runtime, "ftmvai", pins), ftmvai_limits])
+    ftmvai_router = ftmvai.build_router(
+        guards=[one_guard(authenticate(runtime, "ftmvai", pins), ftmvai_limits)]
+    )
     fitinview_router = fitinview.build_router(
-        guards=[authenticate(runtime, "fitinview", pins), limits], dependencies={}
+        guards=[one_guard(authenticate(runtime, "fitinview", pins), limits)], dependencies={}
     )
 
     app = Litestar(
@@ -149,7 +154,8 @@ def create_app(
             fitinview_router,
             ftmvai_router,
             fitinview.build_public_router(),
-            account.build_account_router([authenticate(runtime, None, pins), shared_limits], pins),
+            ftmvai_openapi.openapi_document,
+            account.build_account_router([one_guard(authenticate(runtime, None, pins), shared_limits)], pins),
             health.healthz,
             health.readyz,
             build_metrics_route(runtime, settings.metrics_token),
@@ -173,7 +179,7 @@ def create_app(
         dependencies={
             "runtime": Provide(lambda: runtime, sync_to_thread=False),
             "fitinview_config": Provide(lambda: fitinview_config, sync_to_thread=False),
-            "caller": Provide(provide_caller),
+            "caller": Provide(provide_caller, sync_to_thread=False),
             "rate_verdict": Provide(provide_rate_verdict, sync_to_thread=False),
             "max_in_progress": Provide(provide_max_in_progress, sync_to_thread=False),
         },
@@ -188,5 +194,6 @@ def create_app(
     )
     app.state.runtime = runtime
     # Outermost, around routing and exception handling: every response gets its request id.
-    app.asgi_handler = RequestObservability(app.asgi_handler)
+    # Inside it, an early refusal drains the unread upload first, so the client can read it.
+    app.asgi_handler = RequestObservability(BodyDrain(app.asgi_handler, settings.max_body_bytes))
     return app

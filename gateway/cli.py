@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import logging
 import os
@@ -106,6 +107,12 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
 
 
 # serve ----------------------------------------------------------------------------
+SERVER_HTTP = "httptools" if importlib.util.find_spec("httptools") else "h11"
+SERVER_LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+"""The C HTTP parser and event loop of ``uvicorn[standard]`` (a dependency); a poll spent a
+large share of its time in h11 and the pure-Python loop (issue 10). Pure Python only if absent."""
+
+
 def serve_app() -> Any:
     """uvicorn factory for ``serve`` (each uvicorn worker process builds its own app)."""
     from gateway.app import create_app
@@ -131,6 +138,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         log_config=None,  # our handlers (setup_logging), not uvicorn's
         access_log=False,  # the gateway logs each request itself, with its route and ids
+        http=SERVER_HTTP,
+        loop=SERVER_LOOP,
         # a worker process imports the whole gateway before it answers the supervisor's ping;
         # on a busy host that takes longer than uvicorn's 5 s, and it would be killed in a loop
         timeout_worker_healthcheck=60,
@@ -282,6 +291,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
             log_level="info",
             log_config=None,
             access_log=False,
+            http=SERVER_HTTP,
+            loop=SERVER_LOOP,
             timeout_graceful_shutdown=5,
         )
     finally:

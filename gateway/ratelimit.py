@@ -1,14 +1,21 @@
-"""Per-key rate limits kept in Redis, so every gateway process counts together.
+"""Rate limits kept in Redis, so every gateway process counts together, in ONE round trip.
 
-Fixed windows: one counter per key, limit class and window start, incremented
-atomically (INCR + EXPIRE in one MULTI). A route declares what it counts
-against with ``opt={"rate": …}``: ``submit`` (what costs: try-on submits and
-purchases, ``TRYON_RATE_LIMIT_PER_MIN``) or ``read`` (polls and account reads,
-``TRYON_READ_RATE_LIMIT_PER_MIN``), so polling never starves submits.
+Fixed windows: one counter per subject, limit class and window start. A route declares what it
+counts against with ``opt={"rate": …}``: ``submit`` (what costs: try-on submits and purchases,
+``TRYON_RATE_LIMIT_PER_MIN``) or ``read`` (polls and account reads,
+``TRYON_READ_RATE_LIMIT_PER_MIN``), so polling never starves submits; FtmvAI adds its plans'
+hourly and daily order windows (``order``).
+
+Everything a request does in Redis before its handler runs — counting its windows, reading the
+plan windows it reports in ``X-RateLimit-*``, and noting the key's use for ``last_used_at``
+(:mod:`engine.key_usage`) — is one Lua script (:data:`SCRIPT`, sent as ``EVALSHA``), so a poll
+costs one Redis round trip, and the script runs atomically (an order's hour and day windows
+are checked and counted together: a refused order counts in neither).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Iterator
@@ -20,9 +27,9 @@ import redis.asyncio as aioredis
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
-from engine import metrics
+from engine import key_usage, metrics
 from engine.access import Caller, RateVerdict
 from engine.errors import RateLimited, ServiceUnavailable
 
@@ -33,38 +40,141 @@ class Window(msgspec.Struct, frozen=True, kw_only=True):
     seconds: int
 
 
+SCRIPT = """
+-- KEYS[1]: the hash of noted key uses; KEYS[2 .. 1+n]: counters to count; the rest: counters to read.
+-- ARGV[1]: the key id to note ('' for none); ARGV[2]: now (unix seconds); ARGV[3]: n;
+-- ARGV[4]: '1' = all or nothing (count none if any would pass its limit; answer count + 1 then);
+-- ARGV[5 .. 4+n]: the counters' limits; ARGV[5+n .. 4+2n]: their expiries in seconds.
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+local n = tonumber(ARGV[3])
+local refuse = false
+if ARGV[4] == '1' then
+  for i = 1, n do
+    if tonumber(redis.call('GET', KEYS[1 + i]) or '0') >= tonumber(ARGV[4 + i]) then refuse = true end
+  end
+end
+local counts = {}
+for i = 1, n do
+  if refuse then
+    counts[i] = tonumber(redis.call('GET', KEYS[1 + i]) or '0') + 1
+  else
+    counts[i] = redis.call('INCR', KEYS[1 + i])
+    redis.call('EXPIRE', KEYS[1 + i], ARGV[4 + n + i])
+  end
+end
+for i = 2 + n, #KEYS do
+  counts[#counts + 1] = tonumber(redis.call('GET', KEYS[i]) or '0')
+end
+return counts
+"""
+SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
+
+
+class Counter(msgspec.Struct, frozen=True, kw_only=True):
+    key: str
+    window: Window
+    start: int
+    expire: int
+
+    @property
+    def reset(self) -> int:
+        return self.start + self.window.seconds
+
+
+def _counter(name: str, window: Window, now: float, *, slack: int) -> Counter:
+    start = int(now // window.seconds) * window.seconds  # fixed UTC windows: epoch multiples
+    return Counter(key=f"{name}:{start}", window=window, start=start, expire=window.seconds + slack)
+
+
+async def round_trip(
+    redis: aioredis.Redis,
+    namespace: str,
+    *,
+    note_key_id: int | None,
+    count: list[Counter],
+    read: list[Counter],
+    all_or_nothing: bool = False,
+    now: float,
+) -> list[int]:
+    """Run :data:`SCRIPT`: the counts of ``count`` after counting, then those of ``read``."""
+    keys = [key_usage.hash_name(namespace), *(c.key for c in count), *(c.key for c in read)]
+    args: list[Any] = [
+        "" if note_key_id is None else str(note_key_id),
+        str(int(now)),
+        str(len(count)),
+        "1" if all_or_nothing else "0",
+        *(str(c.window.limit) for c in count),
+        *(str(c.expire) for c in count),
+    ]
+    try:
+        try:
+            result = await redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+        except NoScriptError:  # a fresh (or flushed) Redis: load it once, then it is cached there
+            await redis.script_load(SCRIPT)
+            result = await redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+    except RedisError as exc:
+        raise ServiceUnavailable("Rate limiter unavailable") from exc
+    return [int(value) for value in result]
+
+
+def _verdict(counter: Counter, count: int) -> RateVerdict:
+    window = counter.window
+    return RateVerdict(
+        limit=window.limit, remaining=max(window.limit - count, 0), reset=counter.reset, scope=window.scope
+    )
+
+
+def _refusal(counter: Counter, now: float) -> RateLimited:
+    return RateLimited(
+        retry_after=max(1, math.ceil(counter.reset - now)),
+        limit=counter.window.limit,
+        reset=counter.reset,
+        scope=counter.window.scope,
+    )
+
+
+def _key_counter(namespace: str, subject: str, window: Window, now: float) -> Counter:
+    return _counter(f"{namespace}:rl:{window.scope}:{subject}", window, now, slack=5)
+
+
 async def hit(
-    redis: aioredis.Redis, namespace: str, subject: str, window: Window, *, now: float | None = None
+    redis: aioredis.Redis,
+    namespace: str,
+    subject: str,
+    window: Window,
+    *,
+    now: float | None = None,
+    note_key_id: int | None = None,
 ) -> RateVerdict:
     """Count one request in ``window`` for ``subject``; raise RateLimited if it is over."""
     now = time.time() if now is None else now
-    start = int(now // window.seconds) * window.seconds
-    reset = start + window.seconds
-    key = f"{namespace}:rl:{window.scope}:{subject}:{start}"
-    try:
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, window.seconds + 5)
-            count, _ = await pipe.execute()
-    except RedisError as exc:
-        raise ServiceUnavailable("Rate limiter unavailable") from exc
+    counter = _key_counter(namespace, subject, window, now)
+    (count,) = await round_trip(redis, namespace, note_key_id=note_key_id, count=[counter], read=[], now=now)
     if count > window.limit:
-        raise RateLimited(
-            retry_after=max(1, math.ceil(reset - now)), limit=window.limit, reset=reset, scope=window.scope
-        )
-    return RateVerdict(limit=window.limit, remaining=window.limit - count, reset=reset, scope=window.scope)
+        raise _refusal(counter, now)
+    return RateVerdict(
+        limit=window.limit, remaining=window.limit - count, reset=counter.reset, scope=window.scope
+    )
+
+
+async def note_use(redis: aioredis.Redis, namespace: str, key_id: int) -> None:
+    """A route that counts against no window still notes its key's use (same script, one trip)."""
+    await round_trip(redis, namespace, note_key_id=key_id, count=[], read=[], now=time.time())
 
 
 def per_key_limits(redis: aioredis.Redis, namespace: str, windows: dict[str, Window]) -> Guard:
     """A guard applying the window named by the route's ``opt["rate"]`` to the authenticated key."""
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        caller: Caller = connection.state.caller
         rate = handler.opt.get("rate")
         if rate is None:
+            await note_use(redis, namespace, caller.key.id)
             return
-        caller: Caller = connection.state.caller
         with counted(caller.dialect):
-            connection.state.rate_verdict = await hit(redis, namespace, str(caller.key.id), windows[rate])
+            connection.state.rate_verdict = await hit(
+                redis, namespace, str(caller.key.id), windows[rate], note_key_id=caller.key.id
+            )
 
     return guard
 
@@ -103,18 +213,16 @@ class OrderReservation(msgspec.Struct, frozen=True, kw_only=True):
     keys: tuple[str, ...]
 
 
-def _order_windows(namespace: str, account_id: int, plan: Plan, now: float) -> list[tuple[str, Window, int]]:
-    windows = []
-    for scope, limit, seconds in (("hour", plan.per_hour, HOUR), ("day", plan.per_day, DAY)):
-        start = int(now // seconds) * seconds  # fixed UTC windows: epoch multiples
-        windows.append(
-            (
-                f"{namespace}:orders:{scope}:{account_id}:{start}",
-                Window(scope=scope, limit=limit, seconds=seconds),
-                start,
-            )
+def _order_counters(namespace: str, account_id: int, plan: Plan, now: float) -> list[Counter]:
+    return [
+        _counter(
+            f"{namespace}:orders:{scope}:{account_id}",
+            Window(scope=scope, limit=limit, seconds=seconds),
+            now,
+            slack=60,
         )
-    return windows
+        for scope, limit, seconds in (("hour", plan.per_hour, HOUR), ("day", plan.per_day, DAY))
+    ]
 
 
 def _closest(verdicts: list[RateVerdict]) -> RateVerdict:
@@ -123,41 +231,27 @@ def _closest(verdicts: list[RateVerdict]) -> RateVerdict:
 
 
 async def reserve_order(
-    redis: aioredis.Redis, namespace: str, account_id: int, plan: Plan, *, now: float | None = None
+    redis: aioredis.Redis,
+    namespace: str,
+    account_id: int,
+    plan: Plan,
+    *,
+    now: float | None = None,
+    note_key_id: int | None = None,
 ) -> tuple[RateVerdict, OrderReservation]:
     """Count one order creation in the hour and day windows, or refuse it (nothing counted)."""
     now = time.time() if now is None else now
-    windows = _order_windows(namespace, account_id, plan, now)
-    try:
-        async with redis.pipeline(transaction=True) as pipe:
-            for key, window, _ in windows:
-                pipe.incr(key)
-                pipe.expire(key, window.seconds + 60)
-            results = await pipe.execute()
-    except RedisError as exc:
-        raise ServiceUnavailable("Rate limiter unavailable") from exc
-    counts = results[0::2]
-    verdicts = [
-        RateVerdict(
-            limit=window.limit,
-            remaining=max(window.limit - count, 0),
-            reset=start + window.seconds,
-            scope=window.scope,
-        )
-        for (_, window, start), count in zip(windows, counts, strict=True)
+    counters = _order_counters(namespace, account_id, plan, now)
+    counts = await round_trip(
+        redis, namespace, note_key_id=note_key_id, count=counters, read=[], all_or_nothing=True, now=now
+    )
+    exceeded = [
+        counter for counter, count in zip(counters, counts, strict=True) if count > counter.window.limit
     ]
-    reservation = OrderReservation(keys=tuple(key for key, _, _ in windows))
-    exceeded = [verdict for verdict, count in zip(verdicts, counts, strict=True) if count > verdict.limit]
     if exceeded:
-        await release_order(redis, reservation)
-        worst = max(exceeded, key=lambda verdict: verdict.reset)
-        raise RateLimited(
-            retry_after=max(1, math.ceil(worst.reset - now)),
-            limit=worst.limit,
-            reset=worst.reset,
-            scope=worst.scope,
-        )
-    return _closest(verdicts), reservation
+        raise _refusal(max(exceeded, key=lambda counter: counter.reset), now)
+    verdicts = [_verdict(counter, count) for counter, count in zip(counters, counts, strict=True)]
+    return _closest(verdicts), OrderReservation(keys=tuple(counter.key for counter in counters))
 
 
 async def release_order(redis: aioredis.Redis, reservation: OrderReservation) -> None:
@@ -174,20 +268,9 @@ async def peek_orders(
     redis: aioredis.Redis, namespace: str, account_id: int, plan: Plan, *, now: float | None = None
 ) -> list[RateVerdict]:
     now = time.time() if now is None else now
-    windows = _order_windows(namespace, account_id, plan, now)
-    try:
-        counts = await redis.mget([key for key, _, _ in windows])
-    except RedisError as exc:
-        raise ServiceUnavailable("Rate limiter unavailable") from exc
-    return [
-        RateVerdict(
-            limit=window.limit,
-            remaining=max(window.limit - int(count or 0), 0),
-            reset=start + window.seconds,
-            scope=window.scope,
-        )
-        for (_, window, start), count in zip(windows, counts, strict=True)
-    ]
+    counters = _order_counters(namespace, account_id, plan, now)
+    counts = await round_trip(redis, namespace, note_key_id=None, count=[], read=counters, now=now)
+    return [_verdict(counter, count) for counter, count in zip(counters, counts, strict=True)]
 
 
 def plan_limits(redis: aioredis.Redis, namespace: str, read_window: Window) -> Guard:
@@ -213,16 +296,25 @@ async def apply_plan_limits(
 ) -> None:
     caller: Caller = connection.state.caller
     plan = PLANS[caller.account.plan]
+    key_id = caller.key.id
     if rate == "order":
         with counted(caller.dialect):
-            verdict, reservation = await reserve_order(redis, namespace, caller.account.id, plan)
+            verdict, reservation = await reserve_order(
+                redis, namespace, caller.account.id, plan, note_key_id=key_id
+            )
         connection.state.order_reservation = reservation
         connection.state.rate_verdict = verdict
         return
-    verdicts = await peek_orders(redis, namespace, caller.account.id, plan)
-    if rate == "read":
-        with counted(caller.dialect):
-            verdicts.append(await hit(redis, namespace, str(caller.key.id), read_window))
+    now = time.time()
+    orders = _order_counters(namespace, caller.account.id, plan, now)
+    reads = [_key_counter(namespace, str(key_id), read_window, now)] if rate == "read" else []
+    counts = await round_trip(redis, namespace, note_key_id=key_id, count=reads, read=orders, now=now)
+    verdicts = [_verdict(counter, count) for counter, count in zip(orders, counts[len(reads) :], strict=True)]
+    if reads:
+        if counts[0] > read_window.limit:
+            metrics.rate_limited(dialect=caller.dialect, scope=read_window.scope)
+            raise _refusal(reads[0], now)
+        verdicts.append(_verdict(reads[0], counts[0]))
     connection.state.rate_verdict = _closest(verdicts)
 
 

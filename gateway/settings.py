@@ -29,6 +29,8 @@ class SettingsError(ValueError):
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # services
     database_url: str = "postgresql://postgres@127.0.0.1:5432/tryon"
+    database_acquire_timeout_seconds: float = 5.0
+    database_command_timeout_seconds: float = 10.0
     redis_url: str = "redis://127.0.0.1:6379/0"
     s3_endpoint: str = "http://127.0.0.1:8333"
     s3_public_url: str = ""
@@ -63,6 +65,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_min: int = 20
     read_rate_limit_per_min: int = 300
     rate_limit_window_seconds: int = 60
+    auth_cache_seconds: float = 5.0
     idempotency_ttl_seconds: int = 86_400
     idempotency_lock_seconds: int = 120
 
@@ -73,6 +76,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stripe_webhook_secret: str = ""
     stripe_base_url: str = ""
     stripe_api_version: str = "2025-09-30.clover"
+    stripe_timeout_seconds: float = 30.0
 
     # FtmvAI behaviour
     concurrency_retry_after_seconds: int = 10

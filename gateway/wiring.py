@@ -47,6 +47,7 @@ def engine_config(settings: Settings, *, default_engine: str = DEV_ENGINE) -> En
             webhook_secret=settings.stripe_webhook_secret,
             base_url=settings.stripe_base_url or None,
             api_version=settings.stripe_api_version,
+            timeout_seconds=settings.stripe_timeout_seconds,
         ),
         webhooks=WebhookConfig(
             backoff_scale=settings.webhook_backoff_scale, timeout_seconds=settings.webhook_timeout_seconds
@@ -61,6 +62,9 @@ def engine_config(settings: Settings, *, default_engine: str = DEV_ENGINE) -> En
         retention_interval_seconds=settings.retention_interval_seconds,
         retention_batch_size=settings.retention_batch_size,
         ledger_verify_interval_seconds=settings.ledger_verify_interval_seconds,
+        auth_cache_seconds=settings.auth_cache_seconds,
+        database_acquire_timeout_seconds=settings.database_acquire_timeout_seconds,
+        database_command_timeout_seconds=settings.database_command_timeout_seconds,
         job_max_retries=settings.job_max_retries,
         job_retry_min_backoff_ms=settings.job_retry_min_backoff_ms,
         job_retry_max_backoff_ms=settings.job_retry_max_backoff_ms,

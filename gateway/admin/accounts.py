@@ -186,6 +186,7 @@ async def update_account(
 ) -> AccountFull:
     async with runtime.db.transaction():
         await runtime.accounts.update(actor, account_id, patch_changes(data))
+    await runtime.callers.invalidate(account_ids=[account_id])  # after the commit: plan, prices, suspension
     return account_full(await runtime.accounts.detail(account_id), usage_since())
 
 
@@ -198,6 +199,7 @@ async def erase_account(
 ) -> Erasure:
     async with runtime.db.transaction():
         report = await erasure.erase(runtime, actor, account_id, data.reason)
+    await runtime.callers.invalidate(account_ids=[account_id])
     return Erasure(**msgspec.structs.asdict(report))
 
 
@@ -212,6 +214,7 @@ async def rotate_key(
 ) -> KeyRotated:
     async with runtime.db.transaction():
         rotated = await runtime.accounts.rotate(actor, key_id, data.grace_seconds)
+    await runtime.callers.invalidate(key_ids=[key_id])
     assert rotated.plaintext is not None
     return KeyRotated(
         id=rotated.record.id,
@@ -229,6 +232,7 @@ async def rotate_webhook_secret(
 ) -> WebhookSecretRotated:
     async with runtime.db.transaction():
         rotated = await runtime.accounts.rotate_webhook_secret(actor, key_id, data.grace_seconds)
+    await runtime.callers.invalidate(key_ids=[key_id])
     assert rotated.webhook_secret is not None
     return WebhookSecretRotated(
         id=rotated.record.id,
@@ -277,6 +281,7 @@ async def disable_key(
 ) -> KeyState:
     async with runtime.db.transaction():
         key = await runtime.accounts.set_key_disabled(actor, key_id, disabled=True, reason=data.reason)
+    await runtime.callers.invalidate(key_ids=[key_id])
     return key_state(key)
 
 
@@ -291,6 +296,7 @@ async def enable_key(
         key = await runtime.accounts.set_key_disabled(
             actor, key_id, disabled=False, reason=data.reason if data else None
         )
+    await runtime.callers.invalidate(key_ids=[key_id])
     return key_state(key)
 
 

@@ -40,6 +40,7 @@ async def suspend(ctx: CommandContext, args: argparse.Namespace) -> Any:
         account = await ctx.runtime.accounts.set_suspended(
             ctx.actor, args.account_id, suspended=not args.undo, reason=args.reason
         )
+    await ctx.runtime.callers.invalidate(account_ids=[args.account_id])  # after the commit
     summary: dict[str, Any] = msgspec.to_builtins(account_summary(account))
     return summary | {"suspended_reason": account.suspended_reason}
 
@@ -51,7 +52,9 @@ async def unsuspend(ctx: CommandContext, args: argparse.Namespace) -> Any:
 
 async def erase(ctx: CommandContext, args: argparse.Namespace) -> Any:
     async with ctx.runtime.db.transaction():
-        return await erasure.erase(ctx.runtime, ctx.actor, args.account_id, args.reason)
+        report = await erasure.erase(ctx.runtime, ctx.actor, args.account_id, args.reason)
+    await ctx.runtime.callers.invalidate(account_ids=[args.account_id])
+    return report
 
 
 def register(groups: Any) -> None:

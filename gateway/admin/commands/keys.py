@@ -53,6 +53,7 @@ async def disable(ctx: CommandContext, args: argparse.Namespace) -> Any:
         key = await ctx.runtime.accounts.set_key_disabled(
             ctx.actor, args.key_id, disabled=True, reason=args.reason
         )
+    await ctx.runtime.callers.invalidate(key_ids=[args.key_id])  # after the commit
     return key_out(key)
 
 
@@ -61,12 +62,14 @@ async def enable(ctx: CommandContext, args: argparse.Namespace) -> Any:
         key = await ctx.runtime.accounts.set_key_disabled(
             ctx.actor, args.key_id, disabled=False, reason=args.reason
         )
+    await ctx.runtime.callers.invalidate(key_ids=[args.key_id])
     return key_out(key)
 
 
 async def rotate(ctx: CommandContext, args: argparse.Namespace) -> Any:
     async with ctx.runtime.db.transaction():
         rotated = await ctx.runtime.accounts.rotate(ctx.actor, args.key_id, args.grace_seconds)
+    await ctx.runtime.callers.invalidate(key_ids=[args.key_id])
     return {
         "id": rotated.record.id,
         "key": rotated.plaintext,
@@ -79,6 +82,7 @@ async def rotate(ctx: CommandContext, args: argparse.Namespace) -> Any:
 async def rotate_webhook_secret(ctx: CommandContext, args: argparse.Namespace) -> Any:
     async with ctx.runtime.db.transaction():
         rotated = await ctx.runtime.accounts.rotate_webhook_secret(ctx.actor, args.key_id, args.grace_seconds)
+    await ctx.runtime.callers.invalidate(key_ids=[args.key_id])
     return {
         "id": rotated.record.id,
         "webhook_secret": rotated.webhook_secret,
