@@ -1,12 +1,19 @@
 """Job-finished events over Redis pub/sub, so sync waits never poll the database.
 
 Workers publish a job's public id on one channel after the transaction that
-finished it commits. Each API process keeps ONE subscription and a table of
-waiting requests keyed by job id; a finished event wakes exactly the requests
-waiting on that job. A request waiting reads the job from the database once
-before it starts waiting (the job may already be done) and once per wake-up.
-If the subscription drops, every waiter is woken to re-read, then the hub
-resubscribes, so a lost event can at worst cost one extra read, never a hang.
+finished it commits, followed by a payload (the finished job and the account's
+balance, see :mod:`engine.execution`). Each API process keeps ONE subscription
+and a table of waiting requests keyed by job id; a finished event wakes exactly
+the requests waiting on that job and hands them the payload, so a woken waiter
+needs no database read: when thousands of jobs finish at once, their waiters
+are answered from the events instead of queueing for the connection pool. A
+request waiting reads the job once before it starts waiting (the job may already
+be done), and re-reads only when woken without a usable payload. If the
+subscription drops, every waiter is woken to re-read, then the hub resubscribes,
+so a lost event can at worst cost one extra read, never a hang.
+
+Message format: ``<public_id>`` or ``<public_id>\n<payload>`` (older workers sent the
+id alone; both are understood).
 """
 
 from __future__ import annotations
@@ -31,10 +38,14 @@ def channel_name(namespace: str) -> str:
     return f"{namespace}:job-finished"
 
 
-async def publish_finished(redis: aioredis.Redis, namespace: str, public_id: str) -> None:
-    """Tell every waiting API process that ``public_id`` finished (best effort)."""
+async def publish_finished(
+    redis: aioredis.Redis, namespace: str, public_id: str, payload: bytes | None = None
+) -> None:
+    """Tell every waiting API process that ``public_id`` finished (best effort), with ``payload``
+    for its waiters (:meth:`CompletionHub.wait_until`'s ``from_event``)."""
+    message = public_id.encode() if payload is None else public_id.encode() + b"\n" + payload
     try:
-        await redis.publish(channel_name(namespace), public_id)
+        await redis.publish(channel_name(namespace), message)
     except RedisError:
         log.warning("could not publish completion of %s; waiters fall back to their timeout", public_id)
 
@@ -43,7 +54,7 @@ class CompletionHub:
     def __init__(self, redis: aioredis.Redis, namespace: str, *, reconnect_delay: float = 0.5) -> None:
         self._redis = redis
         self._channel = channel_name(namespace)
-        self._waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._waiters: dict[str, set[asyncio.Future[bytes | None]]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._reconnect_delay = reconnect_delay
@@ -80,10 +91,17 @@ class CompletionHub:
         read: Callable[[], Awaitable[T]],
         is_finished: Callable[[T], bool],
         timeout: float,
+        from_event: Callable[[bytes], T | None] | None = None,
     ) -> T:
-        """Return ``read()`` once it reports a finished job, or after ``timeout`` seconds."""
+        """Return ``read()`` once it reports a finished job, or after ``timeout`` seconds.
+
+        ``from_event`` turns a finished event's payload into the same value ``read()`` gives
+        (None if it can't), so a waiter woken by its event returns without reading.
+        """
         with metrics.sync_waiter():
-            return await self._wait_until(public_id, read=read, is_finished=is_finished, timeout=timeout)
+            return await self._wait_until(
+                public_id, read=read, is_finished=is_finished, timeout=timeout, from_event=from_event
+            )
 
     async def _wait_until(
         self,
@@ -92,19 +110,26 @@ class CompletionHub:
         read: Callable[[], Awaitable[T]],
         is_finished: Callable[[T], bool],
         timeout: float,
+        from_event: Callable[[bytes], T | None] | None,
     ) -> T:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            future: asyncio.Future[None] = loop.create_future()
+            future: asyncio.Future[bytes | None] = loop.create_future()
             self._waiters[public_id].add(future)
             try:
                 value = await read()
                 remaining = deadline - loop.time()
                 if is_finished(value) or remaining <= 0 or self._draining:
                     return value
+                payload: bytes | None = None
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(future), timeout=remaining)
+                    async with asyncio.timeout(remaining):
+                        payload = await future  # our own future: cancelling it on timeout is fine
+                if payload is not None and from_event is not None:
+                    event_value = from_event(payload)
+                    if event_value is not None and is_finished(event_value):
+                        return event_value
                 if loop.time() >= deadline or self._draining:
                     return await read()
             finally:
@@ -114,10 +139,10 @@ class CompletionHub:
                     if not waiters:
                         del self._waiters[public_id]
 
-    def _wake(self, public_id: str) -> None:
+    def _wake(self, public_id: str, payload: bytes | None = None) -> None:
         for future in self._waiters.get(public_id, ()):
             if not future.done():
-                future.set_result(None)
+                future.set_result(payload)
 
     def _wake_all(self) -> None:
         for public_id in list(self._waiters):
@@ -136,10 +161,11 @@ class CompletionHub:
                     if message is None:
                         continue
                     data = message.get("data")
-                    if isinstance(data, bytes):
-                        data = data.decode()
                     if isinstance(data, str):
-                        self._wake(data)
+                        data = data.encode()
+                    if isinstance(data, bytes):
+                        head, _, payload = data.partition(b"\n")
+                        self._wake(head.decode(errors="replace"), payload or None)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:

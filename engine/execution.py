@@ -11,10 +11,12 @@ Failures carry the words and refund rule of DECISIONS.md:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -29,7 +31,8 @@ from engine.backends.base import (
     TryonInput,
 )
 from engine.completion import publish_finished
-from engine.models import STAGE_PROGRESS, JobRecord, Stage, StoredImage
+from engine.models import STAGE_PROGRESS, FinishedEvent, JobRecord, Stage, StoredImage
+from engine.outage import as_unavailable
 from engine.quality import check_result_async
 from engine.runtime import Runtime
 from engine.suspension import note_content_blocked
@@ -41,9 +44,20 @@ T = TypeVar("T")
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
-async def _announce(runtime: Runtime, job: JobRecord, webhook_event: int | None) -> None:
-    """After the finishing commit: wake sync waiters, and send the job's webhook (if it has one)."""
-    await publish_finished(runtime.redis, runtime.config.redis_namespace, job.public_id)
+async def _announce(
+    runtime: Runtime, job: JobRecord, webhook_event: int | None, *, balance: int | None = None
+) -> None:
+    """After the finishing commit: wake sync waiters, and send the job's webhook (if it has one).
+
+    The event carries the job and the balance, read once per job (here, unless the finishing
+    statement already returned it), so that thousands of waiters woken at once don't each read
+    both (see :mod:`engine.completion`).
+    """
+    if balance is None:
+        with contextlib.suppress(Exception):  # best effort: a waiter without it reads the balance itself
+            balance = await runtime.ledger.balance(job.account)
+    payload = msgspec.json.encode(FinishedEvent(job=job, balance=balance))
+    await publish_finished(runtime.redis, runtime.config.redis_namespace, job.public_id, payload)
     if webhook_event is not None:
         webhooks.schedule(runtime, webhook_event)
 
@@ -132,8 +146,8 @@ async def _with_retries(runtime: Runtime, job: JobRecord, call: Callable[[], Awa
 
 
 async def run_job(runtime: Runtime, job_id: int) -> None:
-    async with runtime.db.transaction():
-        job = await runtime.jobs.claim(job_id, deadline_seconds=runtime.config.job_deadline_seconds)
+    # one conditional UPDATE: atomic by itself, so no BEGIN/COMMIT round trips around it
+    job = await runtime.jobs.claim(job_id, deadline_seconds=runtime.config.job_deadline_seconds)
     if job is None:
         return  # already running elsewhere, or finished: nothing to do
     context.bind(**context.job_log_fields(job))
@@ -143,20 +157,52 @@ async def run_job(runtime: Runtime, job_id: int) -> None:
     started = time.monotonic()
     try:
         await _run_claimed(runtime, job)
+        return
     except GenerationFailed as exc:
-        await fail_job(runtime, job.id, code=exc.code, message=exc.reason)
+        code, message = exc.code, exc.reason
     except StorageError as exc:
         # Callers get the contract's short words; the client library's detail (hosts, ports,
         # object keys) goes to the log and the job's ops report (GET /admin/jobs/{id}).
         step = exc.step if isinstance(exc, _StorageStepFailed) else "storage failed"
         log.warning("job %s: %s: %s", job.public_id, step, exc.__cause__ or exc)
-        await runtime.jobs.add_report(job.id, {"failure_detail": str(exc)[:2000]})
-        await fail_job(runtime, job.id, code="storage_failed", message=step)
+        with contextlib.suppress(Exception):  # ops detail only: never in the way of the refund
+            await runtime.jobs.add_report(job.id, {"failure_detail": str(exc)[:2000]})
+        code, message = "storage_failed", step
     except Exception as exc:
-        log.exception("job %s crashed", job.public_id)
-        await fail_job(runtime, job.id, code="internal_error", message=f"{type(exc).__name__}"[:200])
+        code = "internal_error"
+        if as_unavailable(exc) is not None:
+            log.warning("job %s: cut off by a service outage (%r)", job.public_id, exc)
+            message = "interrupted by a service outage"
+        else:
+            log.exception("job %s crashed", job.public_id)
+            message = f"{type(exc).__name__}"[:200]
     finally:
         log.debug("job %s handled in %.2fs", job.public_id, time.monotonic() - started)
+    await _fail_once_reachable(runtime, job, code=code, message=message)
+
+
+OUTAGE_RETRY_MAX_DELAY = 2.0
+"""How long at most between two tries to fail a job cut off by a database outage: the job is failed
+and refunded within about this long of the database coming back."""
+
+
+async def _fail_once_reachable(runtime: Runtime, job: JobRecord, *, code: str, message: str) -> None:
+    """Fail the job; if the database is down (an outage is often what cut the job off), keep trying
+    until it is back, so the job is failed and refunded then, not at its deadline minutes later.
+    Past the deadline the sweeper owns the job (it fails it the same way, once)."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + runtime.config.job_deadline_seconds
+    delay = 0.25
+    while True:
+        try:
+            await fail_job(runtime, job.id, code=code, message=message)
+            return
+        except Exception as exc:
+            if as_unavailable(exc) is None or loop.time() + delay > give_up:
+                raise
+            log.warning("job %s: cannot record its failure yet (%r); retrying", job.public_id, exc)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, OUTAGE_RETRY_MAX_DELAY)
 
 
 class _StorageStepFailed(StorageError):
@@ -181,14 +227,16 @@ class _Inputs(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def _load_inputs(runtime: Runtime, job: JobRecord) -> _Inputs:
+    """The job's stored inputs. A test-key job's are not read: the stock backend answers the same
+    picture whatever they show, and its quality gate has no person to compare (``_gate``); they
+    were validated and stored at submit, like a live job's."""
+    if job.mode == "test":
+        return _Inputs(person=b"", product=b"")
     if job.kind == "catalog":
         (product,) = await _read_inputs(runtime, job, "product")
-        inputs = _Inputs(product=product)
-    else:
-        (person,) = await _read_inputs(runtime, job, "person")
-        inputs = _Inputs(person=person, garments=tuple(await _read_inputs(runtime, job, "garment")))
-    await _stage(runtime, job.id, Stage.INPUTS_LOADED)
-    return inputs
+        return _Inputs(product=product)
+    (person,) = await _read_inputs(runtime, job, "person")
+    return _Inputs(person=person, garments=tuple(await _read_inputs(runtime, job, "garment")))
 
 
 def derived_seed(seed: int | None, attempt: int) -> int | None:
@@ -259,8 +307,42 @@ async def _gate(
     return None
 
 
-async def _generate_passing(runtime: Runtime, job: JobRecord) -> list[GeneratedImage]:
-    """Generate, check every result, and try once more with a derived seed if the check fails."""
+async def _before_deadline(runtime: Runtime, job: JobRecord, call: Awaitable[T]) -> T:
+    """The model call, abandoned shortly before the job's deadline as ``model_unavailable``.
+
+    A model slower than the deadline (its per-attempt timeout and retries add up to more) would
+    otherwise hold this worker thread long after the sweeper failed the job; stopping a little
+    before ``deadline_at`` frees the thread and fails the job with the true reason first.
+    """
+    if job.deadline_at is None:
+        return await call
+    margin = min(2.0, runtime.config.job_deadline_seconds / 10)
+    remaining = (job.deadline_at - datetime.now(UTC)).total_seconds() - margin
+    try:
+        async with asyncio.timeout(max(remaining, 0.0)) as budget:
+            return await call
+    except TimeoutError:
+        if not budget.expired():
+            raise
+        log.warning("job %s: the model did not answer before the job's deadline", job.public_id)
+        raise GenerationFailed("model_unavailable") from None
+
+
+def _attempt_report(attempt: int, seed: int | None, started: float, backend: Backend) -> dict[str, Any]:
+    seconds = round(time.monotonic() - started, 3)
+    return {"attempt": attempt, "seed": seed, "seconds": seconds} | _backend_report(backend)
+
+
+async def _generate_passing(
+    runtime: Runtime, job: JobRecord
+) -> tuple[list[GeneratedImage], list[dict[str, Any]]]:
+    """Generate, check every result, and try once more with a derived seed if the check fails.
+
+    Returns the passing images and the generation report. Stages a poll can see are written
+    (``model_called`` once the inputs are loaded: loading takes milliseconds, the model seconds);
+    the report is written when an attempt fails, and for the passing one by the caller with the
+    next stage (one UPDATE instead of two per attempt).
+    """
     inputs = await _load_inputs(runtime, job)
     backend = runtime.backend("stock" if job.mode == "test" else job.backend)
     await _stage(runtime, job.id, Stage.MODEL_CALLED)
@@ -269,7 +351,7 @@ async def _generate_passing(runtime: Runtime, job: JobRecord) -> list[GeneratedI
         seed = derived_seed(job.seed, attempt)
         started = time.monotonic()
         try:
-            images = await _generate(runtime, job, backend, inputs, seed)
+            images = await _before_deadline(runtime, job, _generate(runtime, job, backend, inputs, seed))
             seconds = time.monotonic() - started
             metrics.generation(
                 backend=backend.name,
@@ -278,13 +360,14 @@ async def _generate_passing(runtime: Runtime, job: JobRecord) -> list[GeneratedI
                 seconds=seconds,
             )
             log.info("job.generated", extra={"attempt": attempt, "duration_ms": int(seconds * 1000)})
-        finally:
-            attempts.append(
-                {"attempt": attempt, "seed": seed, "seconds": round(time.monotonic() - started, 3)}
-                | _backend_report(backend)
-            )
-            await runtime.jobs.add_report(job.id, {"generations": attempts})
+        except BaseException:  # the call failed: its report is written now
+            attempts.append(_attempt_report(attempt, seed, started, backend))
+            with contextlib.suppress(Exception):  # ops data: never hides the call's own error
+                await runtime.jobs.add_report(job.id, {"generations": attempts})
+            raise
+        attempts.append(_attempt_report(attempt, seed, started, backend))
         if not images or any(not image.data for image in images):
+            await runtime.jobs.add_report(job.id, {"generations": attempts})
             raise GenerationFailed("no_image")
         gate_started = time.monotonic()
         failure = await _gate(runtime, job, inputs, images)
@@ -292,9 +375,9 @@ async def _generate_passing(runtime: Runtime, job: JobRecord) -> list[GeneratedI
         log.info("job.quality_gate", extra={"attempt": attempt, "verdict": failure or "passed"})
         attempts[-1]["quality"] = failure or "passed"
         attempts[-1]["gate_seconds"] = round(time.monotonic() - gate_started, 3)
-        await runtime.jobs.add_report(job.id, {"generations": attempts})
         if failure is None:
-            return images
+            return images, attempts
+        await runtime.jobs.add_report(job.id, {"generations": attempts})
         log.warning(
             "job %s: result failed the quality gate (%s), attempt %d", job.public_id, failure, attempt
         )
@@ -302,7 +385,7 @@ async def _generate_passing(runtime: Runtime, job: JobRecord) -> list[GeneratedI
 
 
 async def _run_claimed(runtime: Runtime, job: JobRecord) -> None:
-    images = await _generate_passing(runtime, job)
+    images, generations = await _generate_passing(runtime, job)
     prefix = f"accounts/{job.account}/jobs/{job.public_id}"
     results: list[StoredImage] = []
     for index, image in enumerate(images, start=1):
@@ -311,6 +394,8 @@ async def _run_claimed(runtime: Runtime, job: JobRecord) -> None:
         try:
             await runtime.store.put(key, image.data, image.content_type)
         except StorageError as exc:
+            with contextlib.suppress(Exception):  # ops detail only: never in the way of the refund
+                await runtime.jobs.add_report(job.id, {"generations": generations})
             raise _StorageStepFailed("storing the result failed", exc) from exc
         results.append(
             StoredImage(
@@ -321,18 +406,24 @@ async def _run_claimed(runtime: Runtime, job: JobRecord) -> None:
                 height=image.height,
             )
         )
-    await _stage(runtime, job.id, Stage.RESULT_STORED)
-    async with runtime.db.transaction():
-        finished = await runtime.jobs.succeed(job.id, results)
-        event = None
-        if finished is not None:
-            result_url = runtime.store.presigned_url(results[0].key, runtime.config.presign_ttl_seconds)
-            event = await webhooks.record_event(runtime, finished, result_url)
-    if finished is not None:
+    await runtime.jobs.set_stage_and_report(
+        job.id, Stage.RESULT_STORED, STAGE_PROGRESS[Stage.RESULT_STORED], {"generations": generations}
+    )
+    event = None
+    if job.webhook_url:  # the event is recorded in the succeeding transaction
+        async with runtime.db.transaction():
+            succeeded = await runtime.jobs.succeed(job.id, results)
+            if succeeded is not None:
+                result_url = runtime.store.presigned_url(results[0].key, runtime.config.presign_ttl_seconds)
+                event = await webhooks.record_event(runtime, succeeded[0], result_url)
+    else:  # one conditional UPDATE: atomic by itself
+        succeeded = await runtime.jobs.succeed(job.id, results)
+    if succeeded is not None:
+        finished, balance = succeeded
         metrics.job_finished(
             kind=finished.kind, status="succeeded", error_code=None, message=None, backend=finished.backend
         )
-        await _announce(runtime, finished, event)
+        await _announce(runtime, finished, event, balance=balance)
         log.info("job.succeeded", extra={"status": "succeeded", "duration_ms": finished.duration_ms})
     else:
         await _discard(runtime, job, results)

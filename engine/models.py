@@ -138,6 +138,14 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     """When retention deleted the job's stored images (the record and its money stay)."""
 
 
+class FinishedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """What a worker publishes once a job's finishing transaction commits: the job as committed and
+    the account's balance just after, so a held sync wait can answer without a database read."""
+
+    job: JobRecord
+    balance: int | None = None
+
+
 class JobView(JobRecord, frozen=True, kw_only=True):
     """A job as the dialects see it: the record plus freshly signed links to its images."""
 

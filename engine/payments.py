@@ -19,6 +19,7 @@ may take the balance below zero (DECISIONS.md).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -252,14 +253,18 @@ async def _record_intent(runtime: Runtime, purchase_id: int, intent_id: str, sta
 @asynccontextmanager
 async def stripe_client(config: PaymentsConfig) -> AsyncIterator[stripe.StripeClient]:
     """A StripeClient on its own aiohttp session, closed on exit (purchases are rare; nothing
-    outlives the call or its event loop)."""
+    outlives the call or its event loop).
+
+    The timeout is given to the library's HTTP client too: it passes its own (80 s) with every
+    request, which would otherwise override the session's.
+    """
     timeout = aiohttp.ClientTimeout(total=config.timeout_seconds)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         yield stripe.StripeClient(
             config.stripe_api_key,
             stripe_version=config.api_version,
             base_addresses={"api": config.base_url} if config.base_url else None,
-            http_client=stripe.AIOHTTPClient(session=session),
+            http_client=stripe.AIOHTTPClient(session=session, timeout=timeout),
             max_network_retries=2,
         )
 
@@ -282,14 +287,22 @@ async def _create_intent(
         },
     }
     try:
-        async with stripe_client(config) as client:
+        # one budget for the call and the library's retries: the client is waiting on it
+        async with asyncio.timeout(config.timeout_seconds), stripe_client(config) as client:
             return await client.v1.payment_intents.create_async(
                 cast("PaymentIntentCreateParams", params),
                 options={"idempotency_key": idempotency_key(caller.key.id, token)},
             )
+    except TimeoutError:
+        # Stripe may still confirm it: the retry (same token, same Stripe idempotency key) or
+        # Stripe's webhook grants the credits, once (grant_once)
+        log.warning("Stripe did not answer within %gs", config.timeout_seconds)
+        raise ServiceUnavailable("The payment provider did not answer in time; retry later") from None
     except stripe.CardError as exc:
         raise PaymentDeclined(exc.user_message or "Your card was declined.") from None
-    except stripe.IdempotencyError:
+    except stripe.IdempotencyError as exc:
+        if exc.http_status == 409:  # the first request with this key is still being processed
+            raise ServiceUnavailable("The payment is still being processed; retry later") from None
         raise TokenReused() from None
     except stripe.InvalidRequestError as exc:
         raise InvalidRequest(exc.user_message or "The payment request was refused") from None
@@ -306,6 +319,7 @@ async def grant_once(runtime: Runtime, account_id: int, credits: int, intent_id:
     transaction stays usable). Returns whether this call granted.
     """
     reference = grant_reference(intent_id)
+    await _lock_intent(runtime, intent_id)
     await runtime.ledger.lock_account(account_id)
     if await runtime.db.fetchrow("SELECT 1 FROM ledger_entries WHERE reference = $1", reference):
         return False
@@ -319,7 +333,29 @@ async def grant_once(runtime: Runtime, account_id: int, credits: int, intent_id:
         return False
     await savepoint.release()
     metrics.credits_moved("purchase", credits)
+    await _reverse_earlier(runtime, intent_id)
     return True
+
+
+async def _lock_intent(runtime: Runtime, intent_id: str) -> None:
+    """Serialise the grant and the reversals of one PaymentIntent until the transaction ends, so
+    whichever comes second sees the first (Stripe does not order its events)."""
+    await runtime.db.fetch("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "pi:" + intent_id)
+
+
+async def _reverse_earlier(runtime: Runtime, intent_id: str) -> None:
+    """Apply the refunds and lost disputes processed before this grant: they found nothing to take
+    back then (found by the money simulation, tests/simulation)."""
+    rows = await runtime.db.fetch(
+        """SELECT event_id, type, payload FROM stripe_events
+           WHERE processed_at IS NOT NULL AND type IN ('charge.refunded', 'charge.dispute.closed')
+             AND payload->'data'->'object'->>'payment_intent' = $1 ORDER BY id""",
+        intent_id,
+    )
+    for row in rows:
+        payload = row["payload"]
+        event: dict[str, Any] = json.loads(payload) if isinstance(payload, str) else payload
+        await _apply(runtime, str(row["event_id"]), str(row["type"]), event["data"]["object"])
 
 
 # webhooks --------------------------------------------------------------------------
@@ -430,6 +466,7 @@ async def _reverse(
     earlier reversals took already (refund events carry the cumulative amount refunded)."""
     if not intent_id:
         return
+    await _lock_intent(runtime, str(intent_id))
     grant = await runtime.db.fetchrow(
         "SELECT account, amount FROM ledger_entries WHERE reference = $1", grant_reference(str(intent_id))
     )

@@ -275,11 +275,28 @@ def schedule(runtime: Runtime, event_id: int, attempt: int = 1, delay_seconds: f
         log.warning("could not send webhook event %d attempt %d now; the sweeper will", event_id, attempt)
 
 
+MAX_BACKGROUND_DELIVERIES = 64
+"""Attempts one process makes at once without holding a worker thread; past that, the actor makes
+the attempt itself (holding its thread), which is the backpressure."""
+
+
 def declare_actors(broker: dramatiq.Broker, runtime: Runtime) -> None:
-    """Declare ``webhook.delivery_due`` on ``broker``, bound to ``runtime``, and let it send to it."""
+    """Declare ``webhook.delivery_due`` on ``broker``, bound to ``runtime``, and let it send to it.
+
+    The actor starts the attempt as a task on the runtime's loop and returns: a receiver that
+    hangs for the whole timeout would otherwise hold a worker thread, and a few such receivers
+    would hold every thread and stall every account's jobs behind them. A process that stops
+    mid-attempt leaves the event's lease to expire; the sweeper re-sends it (at least once).
+    """
+    in_flight: set[asyncio.Task[None]] = set()
 
     async def webhook_delivery_due(event_id: int, attempt: int) -> None:
-        await deliver(runtime, event_id, attempt)
+        if len(in_flight) >= MAX_BACKGROUND_DELIVERIES:
+            await deliver(runtime, event_id, attempt)
+            return
+        task = asyncio.create_task(_deliver_logged(runtime, event_id, attempt), name=f"webhook-{event_id}")
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
 
     actor = dramatiq.actor(actor_name=WEBHOOK_DELIVERY_DUE, broker=broker, max_retries=0)(
         webhook_delivery_due
@@ -288,6 +305,16 @@ def declare_actors(broker: dramatiq.Broker, runtime: Runtime) -> None:
 
 
 # --- delivering ------------------------------------------------------------------------
+
+
+async def _deliver_logged(runtime: Runtime, event_id: int, attempt: int) -> None:
+    """:func:`deliver` as a background task: a failure is logged (the sweeper re-sends the event)."""
+    try:
+        await deliver(runtime, event_id, attempt)
+    except Exception:
+        log.exception(
+            "webhook event %d attempt %d failed to run; the sweeper will re-send it", event_id, attempt
+        )
 
 
 class _Outcome(msgspec.Struct, kw_only=True):

@@ -10,10 +10,16 @@ transaction's connection (Piccolo tracks it in a context variable), which is how
 the request or the actor owns the transaction while services only issue queries.
 The Piccolo ``Table`` classes describe the schema the migrations create; a test
 keeps them in step.
+
+Every wait on PostgreSQL is bounded when the runtime gives bounds (``TRYON_DATABASE_*_TIMEOUT_SECONDS``):
+taking a connection from the pool (or opening one) and each statement. A stalled server (hung, or a
+network that drops packets) then fails the request with a timeout, which the APIs answer 503, instead of
+holding it, and every request after it, forever.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,10 +27,76 @@ import asyncpg
 from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 
 
+class _Transaction(PostgresTransaction):
+    """Piccolo's transaction, with a bounded wait for its connection, and giving the connection back
+    when BEGIN, COMMIT or ROLLBACK fails. Piccolo keeps a connection whose BEGIN (or COMMIT) raised
+    out of the pool for good; after a database outage those lost connections would starve the pool,
+    so the gateway would not recover by itself."""
+
+    acquire_timeout: float | None = None
+
+    async def get_connection(self) -> Any:
+        assert self.engine.pool is not None, "Database.start() was not awaited"
+        return await self.engine.pool.acquire(timeout=self.acquire_timeout)
+
+    async def __aenter__(self) -> PostgresTransaction:
+        if self._parent is not None:
+            return self._parent
+        self.connection = await self.get_connection()
+        try:
+            self.transaction = self.connection.transaction()
+            await self.begin()  # type: ignore[no-untyped-call]
+        except BaseException:
+            await self._give_back()
+            raise
+        self.context = self.engine.current_transaction.set(self)
+        return self
+
+    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
+        if self._parent is not None:
+            return exception is None
+        try:
+            if exception is not None:
+                if not self._rolled_back:
+                    await self.rollback()  # type: ignore[no-untyped-call]
+            elif not self._committed and not self._rolled_back:
+                await self.commit()  # type: ignore[no-untyped-call]
+        finally:
+            self.engine.current_transaction.reset(self.context)
+            await self._give_back()
+        return exception is None
+
+    async def _give_back(self) -> None:
+        """Return the connection; one that is broken (or mid-statement) is closed, not reused."""
+        pool = self.engine.pool
+        assert pool is not None
+        try:
+            await pool.release(self.connection, timeout=self.acquire_timeout)
+        except Exception:
+            with contextlib.suppress(Exception):
+                self.connection.terminate()
+
+
 class Database:
-    def __init__(self, dsn: str, *, min_pool: int = 1, max_pool: int = 10) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_pool: int = 1,
+        max_pool: int = 10,
+        command_timeout: float | None = None,
+        acquire_timeout: float | None = None,
+    ) -> None:
+        """``command_timeout``: the longest one statement may take; ``acquire_timeout``: the longest
+        wait for a pooled connection, or to open one (None: no bound, asyncpg's defaults)."""
         self.dsn = dsn
-        self.engine = PostgresEngine(config={"dsn": dsn})
+        config: dict[str, Any] = {"dsn": dsn}
+        if command_timeout is not None:
+            config["command_timeout"] = command_timeout
+        if acquire_timeout is not None:
+            config["timeout"] = acquire_timeout  # asyncpg's connect timeout
+        self.engine = PostgresEngine(config=config)
+        self.acquire_timeout = acquire_timeout
         self._pool_size = (min_pool, max_pool)
 
     async def start(self) -> None:
@@ -37,8 +109,10 @@ class Database:
             await self.engine.close_connection_pool()
 
     def transaction(self) -> PostgresTransaction:
-        """A transaction (or a savepoint, when nested) owned by the caller."""
-        return self.engine.transaction()
+        """A transaction owned by the caller (inside another one: that same transaction)."""
+        transaction = _Transaction(engine=self.engine)
+        transaction.acquire_timeout = self.acquire_timeout
+        return transaction
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         """Run raw SQL (``$1`` placeholders) inside the current transaction if there is one."""
@@ -47,7 +121,7 @@ class Database:
             rows = await transaction.connection.fetch(sql, *args)
         else:
             assert self.engine.pool is not None, "Database.start() was not awaited"
-            async with self.engine.pool.acquire() as connection:
+            async with self.engine.pool.acquire(timeout=self.acquire_timeout) as connection:
                 rows = await connection.fetch(sql, *args)
         return [dict(row) for row in rows]
 

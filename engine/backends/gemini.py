@@ -9,7 +9,9 @@ image, then the garment images (inline parts), then the text from
 own shot description, with bounded concurrency; any failed shot fails the order.
 
 The SDK retries 408/429/5xx and connection errors itself (``HttpRetryOptions``,
-exponential backoff with jitter). Whatever still fails becomes
+exponential backoff with jitter). It does not retry a connection lost in the middle of an
+answer (aiohttp's ``ClientPayloadError``, httpx's read errors), so this module does, with the
+same attempts and delays. Whatever still fails becomes
 ``GenerationFailed("model_unavailable")``; blocks become ``content_blocked``; an
 answer without an image becomes ``no_image``.
 
@@ -79,10 +81,14 @@ try:  # the SDK falls back to httpx when aiohttp is not usable; map its errors t
     import httpx
 
     _HTTPX_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError,)
+    _HTTPX_DROPPED: tuple[type[Exception], ...] = (httpx.RemoteProtocolError, httpx.ReadError)
 except ImportError:  # pragma: no cover - httpx is a dependency of google-genai
     _HTTPX_ERRORS = ()
+    _HTTPX_DROPPED = ()
 
 UNREACHABLE_ERRORS: tuple[type[Exception], ...] = (TimeoutError, aiohttp.ClientError, *_HTTPX_ERRORS)
+DROPPED_ERRORS: tuple[type[Exception], ...] = (aiohttp.ClientPayloadError, *_HTTPX_DROPPED)
+"""The connection was lost mid-answer: worth another attempt, which the SDK does not make."""
 
 
 class GeminiConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -298,11 +304,7 @@ class GeminiBackend:
         )
         started = time.monotonic()
         try:
-            response = await self.client.aio.models.generate_content(
-                model=self.config.model,
-                contents=[types.Content(role="user", parts=parts)],
-                config=config,
-            )
+            response = await self._ask(parts, config)
         except genai_errors.APIError as exc:
             if exc.code in RETRY_STATUS_CODES or (exc.code or 0) >= 500:
                 log.warning("gemini: unavailable after retries: %s %s", exc.code, exc.status)
@@ -345,6 +347,26 @@ class GeminiBackend:
             raise GenerationFailed("no_image")
         image = await asyncio.to_thread(_reencode, data, longest_side, output_format)
         return _Shot(image=image, report=report)
+
+    async def _ask(
+        self, parts: list[types.Part], config: types.GenerateContentConfig
+    ) -> types.GenerateContentResponse:
+        """The SDK call, made again (up to ``retry_attempts`` in all) when the answer is cut off."""
+        attempts = max(1, self.config.retry_attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self.client.aio.models.generate_content(
+                    model=self.config.model, contents=[types.Content(role="user", parts=parts)], config=config
+                )
+            except DROPPED_ERRORS as exc:
+                if attempt == attempts:
+                    raise
+                delay = min(self.config.retry_initial_delay * 2 ** (attempt - 1), self.config.retry_max_delay)
+                log.warning(
+                    "gemini: answer cut off (%s); attempt %d in %.1fs", type(exc).__name__, attempt + 1, delay
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
 
 
 def _finish(response: types.GenerateContentResponse) -> str | None:

@@ -68,3 +68,51 @@ async def test_a_waiter_gives_up_after_its_timeout(redis_url: str) -> None:
     finally:
         await hub.close()
         await redis.aclose()
+
+
+async def test_a_waiter_woken_with_a_payload_answers_from_it_without_reading(redis_url: str) -> None:
+    namespace = "tryon-hub-" + secrets.token_hex(4)
+    redis = aioredis.from_url(redis_url)
+    hub = CompletionHub(redis, namespace)
+    await hub.start()
+    reads: Counter[str] = Counter()
+
+    def reader(job_id: str):  # type: ignore[no-untyped-def]
+        async def read() -> str:
+            reads[job_id] += 1
+            return "queued"
+
+        return read
+
+    def from_event(payload: bytes) -> str | None:
+        return None if payload == b"garbage" else payload.decode()
+
+    try:
+        waiters = {
+            job_id: asyncio.create_task(
+                hub.wait_until(
+                    job_id,
+                    read=reader(job_id),
+                    is_finished=lambda status: status != "queued",
+                    timeout=3,
+                    from_event=from_event,
+                )
+            )
+            for job_id in ("job_a", "job_b", "job_c")
+        }
+        for _ in range(500):
+            if hub.waiting == 3:
+                break
+            await asyncio.sleep(0.01)
+        await publish_finished(redis, namespace, "job_a", b"succeeded")
+        await publish_finished(redis, namespace, "job_b", b"garbage")  # unusable: falls back to a read
+        await publish_finished(redis, namespace, "job_c")  # an older worker: the id alone
+        assert await asyncio.wait_for(waiters["job_a"], timeout=5) == "succeeded"
+        assert reads["job_a"] == 1, "answered from the event, not from a second read"
+        # The other two re-read (still "queued") and keep waiting until their timeout.
+        assert await asyncio.wait_for(waiters["job_b"], timeout=10) == "queued"
+        assert await asyncio.wait_for(waiters["job_c"], timeout=10) == "queued"
+        assert reads["job_b"] >= 2 and reads["job_c"] >= 2
+    finally:
+        await hub.close()
+        await redis.aclose()

@@ -20,6 +20,9 @@ Behaviours (one per request; ``"image"`` once the script is used up):
   without content and that finish reason.
 - ``status:<code>``: an error answer with that HTTP status (Google's error JSON).
 - ``hang``: no answer until the server stops (longer than any client timeout in the tests).
+- ``slow:<seconds>``: the ``image`` answer, sent only after that many seconds.
+- ``drop``: the ``image`` answer's status line, headers (with its full ``Content-Length``) and
+  half its body, then the connection is closed: a connection lost mid-response.
 """
 
 from __future__ import annotations
@@ -134,7 +137,7 @@ class FakeGemini:
         self.max_in_flight = 0
 
     # the endpoint ---------------------------------------------------------------------
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         target = request.match_info["target"]
         model, _, method = target.partition(":")
         if method != "generateContent":
@@ -153,6 +156,14 @@ class FakeGemini:
         if behaviour == "hang":  # not counted in flight: it outlives the client's timeout
             await self._release.wait()
             return _error(503, "server stopping")
+        if behaviour.startswith("slow:"):
+            try:
+                await asyncio.wait_for(self._release.wait(), float(behaviour.split(":", 1)[1]))
+            except TimeoutError:
+                pass
+            behaviour = "image"
+        if behaviour == "drop":
+            return await _drop_midway(request, await self._answer("image", recorded))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -204,6 +215,20 @@ class FakeGemini:
                 "modelVersion": MODEL_VERSION,
             }
         )
+
+
+async def _drop_midway(request: web.Request, answer: web.Response) -> web.StreamResponse:
+    """Send ``answer``'s headers and the first half of its body, then cut the connection."""
+    body = answer.body
+    assert isinstance(body, bytes)
+    streamed = web.StreamResponse(status=answer.status, headers={"Content-Type": "application/json"})
+    streamed.content_length = len(body)
+    await streamed.prepare(request)
+    await streamed.write(body[: len(body) // 2])
+    await asyncio.sleep(0.05)
+    assert request.transport is not None
+    request.transport.abort()
+    return streamed
 
 
 def _error(status: int, message: str) -> web.Response:

@@ -15,6 +15,10 @@ The outcome of a confirmed PaymentIntent follows the shared payment token's pref
 - ``spt_processing…``: ``processing``
 - ``spt_action…``: ``requires_action`` with a ``next_action`` (``redirect_to_url``)
 - ``spt_declined…``: 402 ``card_error`` / ``card_declined`` ("Your card was declined.")
+- ``spt_slow…``: ``succeeded``, but answered only after ``slow_seconds``; meanwhile a request with
+  the same ``Idempotency-Key`` gets Stripe's 409 ``idempotency_error`` ("another in-progress
+  request"), and once it is done, the saved answer (a client that gave up on the first still
+  finds its payment)
 
 The same ``Idempotency-Key`` answers the same response again (with ``Idempotent-Replayed:
 true``); reused with other parameters it is a 400 ``idempotency_error``, as Stripe does.
@@ -24,6 +28,7 @@ webhook event of a purchase before the purchase is made.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -78,6 +83,9 @@ class FakeStripe:
     requests: list[RecordedRequest] = field(default_factory=list)
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     _replies: dict[str, tuple[dict[str, str], int, dict[str, Any]]] = field(default_factory=dict)
+    slow_seconds: float = 3.0
+    """How long ``spt_slow…`` payments take to answer."""
+    _in_progress: set[str] = field(default_factory=set)
 
     def reset(self) -> None:
         self.requests.clear()
@@ -89,6 +97,15 @@ class FakeStripe:
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _error(401, "invalid_request_error", None, "Invalid API Key provided")
         key = recorded.idempotency_key
+        if key is not None and key in self._in_progress:
+            return _error(
+                409,
+                "idempotency_error",
+                None,
+                "There is currently another in-progress request using this Idempotent Key (that probably"
+                " means you submitted twice, and the other request is still going through). Please try"
+                " again later.",
+            )
         if key is not None and key in self._replies:
             first_params, status, body = self._replies[key]
             if first_params != params:
@@ -100,6 +117,13 @@ class FakeStripe:
                     " they were first used with.",
                 )
             return web.json_response(body, status=status, headers={"Idempotent-Replayed": "true"})
+        if (recorded.token or "").startswith("spt_slow"):
+            if key is not None:
+                self._in_progress.add(key)
+            try:
+                await asyncio.sleep(self.slow_seconds)
+            finally:
+                self._in_progress.discard(key or "")
         status, body = self._outcome(params)
         if key is not None:
             self._replies[key] = (params, status, body)
@@ -138,7 +162,7 @@ class FakeStripe:
             body = _error_body("card_error", "card_declined", DECLINED_MESSAGE)
             body["error"]["payment_intent"] = intent
             return 402, body
-        if token.startswith("spt_ok"):
+        if token.startswith(("spt_ok", "spt_slow")):
             intent.update(
                 status="succeeded",
                 amount_received=intent["amount"],

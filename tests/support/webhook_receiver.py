@@ -1,10 +1,11 @@
 """A local webhook receiver for tests: records every request and checks both signatures.
 
 Each test registers an endpoint with the key's ``whsec_…`` secret and a script of
-answers (``200``, ``500``, any status, ``"redirect"``, ``"hang"``); the last answer
-repeats. Every request is recorded (raw body, headers, arrival time) and its
-signatures are verified the way an integrator would: v1 with the FitInView
-document's snippet, verbatim; v2 (``t=…,v1=…``) over ``"{t}." + body``.
+answers (``200``, ``500``, any status, ``"redirect"``, ``"hang"``, and the misbehaviours
+``"drip_headers"``, ``"drip_body"``, ``"huge"``); the last answer repeats. Every request
+is recorded (raw body, headers, arrival time) and its signatures are verified the way an
+integrator would: v1 with the FitInView document's snippet, verbatim; v2 (``t=…,v1=…``)
+over ``"{t}." + body``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ from aiohttp import web
 
 __all__ = ["Endpoint", "Received", "WebhookReceiver", "serve_webhook_receiver"]
 
-Answer = int | str  # an HTTP status, "redirect" (302 to /redirected/…) or "hang"
+Answer = int | str  # an HTTP status, "redirect" (302 to /redirected/…), "hang" or a misbehaviour:
+# "drip_headers": the status line and headers one byte per DRIP_INTERVAL, never finished;
+# "drip_body": a 200 whose body comes one byte per DRIP_INTERVAL, never finished;
+# "huge": a 200 with a HUGE_BODY_BYTES body, streamed as fast as the sender reads it.
+DRIP_INTERVAL = 0.5
+HUGE_BODY_BYTES = 100 * 1024 * 1024
 
 
 @dataclass
@@ -49,6 +55,9 @@ class Endpoint:
     url: str
     requests: list[Received] = field(default_factory=list)
     redirect_followed: int = 0
+    answered: int = 0
+    """Requests whose answer ended (sent in full, or cut off by the sender going away)."""
+    huge_bytes_sent: int = 0
 
     def next_answer(self) -> Answer:
         index = min(len(self.requests) - 1, len(self.script) - 1)
@@ -123,6 +132,16 @@ def _build_app(receiver: WebhookReceiver) -> web.Application:
             )
         )
         answer = endpoint.next_answer()
+        try:
+            return await _answer(receiver, endpoint, request, answer)
+        finally:
+            endpoint.answered += 1
+
+    async def _answer(
+        receiver: WebhookReceiver, endpoint: Endpoint, request: web.Request, answer: Answer
+    ) -> web.StreamResponse:
+        if answer in ("drip_headers", "drip_body", "huge"):
+            return await _misbehave(endpoint, request, str(answer))
         if answer == "redirect":
             raise web.HTTPFound(f"/redirected/{endpoint.token}")
         if answer == "hang":
@@ -136,6 +155,32 @@ def _build_app(receiver: WebhookReceiver) -> web.Application:
         if endpoint is not None:
             endpoint.redirect_followed += 1
         return web.Response(text="followed")
+
+    async def _misbehave(endpoint: Endpoint, request: web.Request, answer: str) -> web.StreamResponse:
+        if answer == "drip_headers":
+            assert request.transport is not None
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Slow: " + b"y" * 10_000:
+                if request.transport.is_closing():
+                    break
+                request.transport.write(bytes([byte]))
+                await asyncio.sleep(DRIP_INTERVAL)
+            raise asyncio.CancelledError  # the sender went away: drop the connection
+        response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
+        response.content_length = HUGE_BODY_BYTES if answer == "huge" else 10_000
+        await response.prepare(request)
+        try:
+            if answer == "drip_body":
+                for _ in range(10_000):
+                    await response.write(b"x")
+                    await asyncio.sleep(DRIP_INTERVAL)
+            else:
+                chunk = b"x" * (1024 * 1024)
+                for _ in range(HUGE_BODY_BYTES // len(chunk)):
+                    await response.write(chunk)
+                    endpoint.huge_bytes_sent += len(chunk)
+        except (ConnectionError, RuntimeError):  # the sender stopped reading and closed
+            pass
+        return response
 
     app = web.Application()
     app.router.add_route("*", "/hook/{token}", hook)
