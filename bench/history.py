@@ -1,0 +1,67 @@
+"""Rates at size: polls and submits with 1,000,000 jobs and 2,000,000 ledger entries already stored.
+
+A second database is filled by :func:`bench.admin_at_size.fill` (3,000 accounts with a skewed size
+mix, ``generate_series`` rows, ``ANALYZE``), then gets this run's customers and its own ``serve``,
+and the poll and submit measurements of :mod:`bench.gateway_paths` run again, with the same load.
+Each rate is compared with the empty database's from the same run (sections ``poll`` and
+``submit``): within 15 % is the target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from bench import gateway_paths
+from bench.admin_at_size import fill
+from bench.ceilings import Shape
+from bench.processes import gateway_env, new_namespace, start_serve
+from bench.report import Run
+from bench.services import BenchServices
+from bench.world import make_world
+from gateway.settings import Settings
+
+TARGET = 0.85
+FILL_ACCOUNTS = 3000
+
+
+def measure(
+    run: Run,
+    services: BenchServices,
+    shape: Shape,
+    bodies: dict[str, str],
+    log_dir: Path,
+    *,
+    jobs: int,
+    entries: int,
+    accounts: int,
+) -> None:
+    assert services.endpoints is not None
+    database_url = asyncio.run(services.create_database("tryon_bench_history_"))
+    started = time.monotonic()
+    counts = asyncio.run(
+        fill(database_url, accounts=min(FILL_ACCOUNTS, max(10, jobs // 300)), jobs=jobs, entries=entries)
+    )
+    run.add(
+        "history",
+        "fill",
+        time.monotonic() - started,
+        "s",
+        f"{counts['jobs']:,} jobs, {counts['ledger_entries']:,} entries, {counts['accounts']:,} accounts",
+    )
+    env = gateway_env(services.endpoints, database_url, new_namespace())
+    world = asyncio.run(make_world(Settings.from_env(env), accounts=accounts))
+    serve, base = start_serve(env, log_dir, name="serve-history")
+    try:
+        polls = gateway_paths.seed_jobs(base, world, bodies)
+        poll = gateway_paths.measure_poll(base, world, shape, polls)
+        submit = gateway_paths.measure_submit(base, world, shape, bodies, database_url)
+    finally:
+        serve.stop()
+    for section, results in (("poll", poll), ("submit", submit)):
+        for name, result in results.items():
+            run.add("history", f"{section} {name}", result.rate, "req/s", f"p99 {result.p99_ms:.1f} ms")
+            empty = run.value(section, name)
+            if empty:
+                run.at_least(f"{section} {name}: at size / empty DB", result.rate / empty, TARGET)
