@@ -168,7 +168,9 @@ class ObjectStore:
             timeout = self.config.timeout_seconds
             tls = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or certifi.where())
             session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, connect=min(2.0, timeout), sock_read=timeout),
+                # sock_connect, not connect: aiohttp's connect also counts the wait for a free pooled
+                # connection, which under a burst of uploads is load, not an unreachable S3.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(2.0, timeout), sock_read=timeout),
                 connector=aiohttp.TCPConnector(limit=32, ssl=tls),
                 skip_auto_headers=("Content-Type",),
             )
