@@ -338,6 +338,40 @@ async def test_end_to_end_partial_refunds_and_lost_dispute_add_up(
     assert sorted(await entries(pay, account_id, "reversal")) == [-(STARTER // 2), -(STARTER // 2)]
 
 
+async def test_end_to_end_refund_or_lost_dispute_before_the_success_still_takes_back(
+    pay: RunningGateway, fake: FakeStripe
+) -> None:
+    """Stripe does not order its events: a refund (or a lost dispute) processed before the success
+    that grants the credits must still take them back once they are granted (found by the money
+    simulation's model, tests/simulation)."""
+    account_id, key = await pay.account_with_key(credits=0)
+    spt = token("processing")
+    assert (await buy(pay, key, spt))[0] == 200
+    intent = as_succeeded(fake, spt)
+    for each in (
+        event("charge.refunded", refunded_charge(intent)),
+        event("payment_intent.succeeded", intent),
+    ):
+        assert (await deliver(pay, each))[0] == 200
+        await processed(pay, each["id"])
+    assert await entries(pay, account_id, "purchase") == [STARTER]
+    assert await entries(pay, account_id, "reversal") == [-STARTER]
+    assert await balance(pay, account_id) == 0
+
+    early = token("ok")  # the dispute, then the success, then the purchase call: granted once, taken back
+    intent = succeeded_intent(early, account_id=account_id, pack_slug="starter")
+    for each in (
+        event("charge.dispute.closed", lost_dispute(intent)),
+        event("payment_intent.succeeded", intent),
+    ):
+        assert (await deliver(pay, each))[0] == 200
+        await processed(pay, each["id"])
+    assert (await buy(pay, key, early))[0] == 200
+    assert await entries(pay, account_id, "purchase") == [STARTER, STARTER]
+    assert await entries(pay, account_id, "reversal") == [-STARTER, -STARTER]
+    assert await balance(pay, account_id) == 0
+
+
 async def test_end_to_end_bad_signature_is_400_and_stores_nothing(
     pay: RunningGateway, fake: FakeStripe
 ) -> None:
