@@ -18,6 +18,9 @@ Two reads grew with history:
 
 The migration locks ``jobs`` against writes (reads go on) while it counts the existing jobs and
 creates the trigger, so no job is counted twice or missed; on a million jobs that is seconds.
+
+A later migration (``engine_0007_rollups_at_commit``) makes the rollup triggers deferred: they
+run at COMMIT, so the hot rollup rows are held only while a transaction commits.
 """
 
 from __future__ import annotations
@@ -80,6 +83,27 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
                END $$""",
             """CREATE TRIGGER jobs_count AFTER INSERT ON jobs
                FOR EACH ROW EXECUTE FUNCTION job_counts_on_insert()""",
+        ],
+    ),
+    (
+        "engine_0007_rollups_at_commit",
+        [
+            # The rollups (usage_daily, job_counts) are hot rows: every submit of an account bumps
+            # the same ones. Bumped by plain AFTER triggers, each was locked from the job's INSERT
+            # until COMMIT, so an account's submits queued behind each other for their whole
+            # transactions (and, in a burst, for the pool's connections). As deferred constraint
+            # triggers they run at COMMIT, holding those rows only while the transaction commits.
+            # Events fire in statement order, so every transaction still takes the rows in the same
+            # order (an account's balance row, when it is debited, before its rollups).
+            "DROP TRIGGER jobs_usage ON jobs",
+            """CREATE CONSTRAINT TRIGGER jobs_usage AFTER INSERT OR UPDATE OF status ON jobs
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION usage_on_job()""",
+            "DROP TRIGGER ledger_entries_usage ON ledger_entries",
+            """CREATE CONSTRAINT TRIGGER ledger_entries_usage AFTER INSERT ON ledger_entries
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION usage_on_entry()""",
+            "DROP TRIGGER jobs_count ON jobs",
+            """CREATE CONSTRAINT TRIGGER jobs_count AFTER INSERT ON jobs
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION job_counts_on_insert()""",
         ],
     ),
 ]

@@ -11,6 +11,7 @@ nothing and is not remembered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -38,6 +39,7 @@ from engine.execution import EXTENSIONS
 from engine.inputs import InputImage, load_image_from_base64, load_image_from_url
 from engine.models import (
     CatalogCommand,
+    FinishedEvent,
     IdempotencyKey,
     ImageSource,
     JobPage,
@@ -47,6 +49,7 @@ from engine.models import (
     Submission,
     TryonCommand,
 )
+from engine.outage import as_unavailable
 from engine.outbound import OutboundRefused, check_url
 from engine.runtime import Runtime
 from storage.errors import StorageError
@@ -58,26 +61,28 @@ def new_public_id() -> str:
     return "job_" + secrets.token_hex(12)
 
 
-def present(runtime: Runtime, job: JobRecord) -> JobView:
-    """The job as dialects see it, with fresh presigned links for stored images.
+def present(runtime: Runtime, job: JobRecord, *, input_links: bool = True) -> JobView:
+    """The job as dialects see it, with presigned links for stored images.
 
     A purged job (retention deleted its images) gets no links at all: signing a deleted key
-    would hand out a link that answers 404.
+    would hand out a link that answers 404. ``input_links=False`` skips the inputs' links for a
+    dialect that never shows them (signing is the costliest part of a poll).
     """
     if job.purged_at is not None:
         return JobView(**msgspec.structs.asdict(job), purged=True)
     ttl = runtime.config.presign_ttl_seconds
     result_urls = [runtime.store.presigned_url(image.key, ttl) for image in job.results]
-    input_urls = [runtime.store.presigned_url(image.key, ttl) for image in job.inputs]
+    inputs = job.inputs if input_links else []
+    input_urls = [runtime.store.presigned_url(image.key, ttl) for image in inputs]
     return JobView(**msgspec.structs.asdict(job), result_urls=result_urls, input_urls=input_urls)
 
 
 # reading --------------------------------------------------------------------------
-async def get_job(runtime: Runtime, caller: Caller, public_id: str) -> JobView:
+async def get_job(runtime: Runtime, caller: Caller, public_id: str, *, input_links: bool = True) -> JobView:
     job = await runtime.jobs.by_public_id(public_id)
     if job is None or job.api_key != caller.key.id:
         raise NotFound("Job not found")
-    return present(runtime, job)
+    return present(runtime, job, input_links=input_links)
 
 
 async def get_order(runtime: Runtime, caller: Caller, order_id: int) -> JobView:
@@ -93,7 +98,9 @@ async def orders_created(runtime: Runtime, caller: Caller) -> tuple[int, int]:
     return await runtime.jobs.created_counts(caller.account.id)
 
 
-async def list_jobs(runtime: Runtime, caller: Caller, *, limit: int, cursor: str | None) -> JobPage:
+async def list_jobs(
+    runtime: Runtime, caller: Caller, *, limit: int, cursor: str | None, input_links: bool = True
+) -> JobPage:
     before_id: int | None = None
     if cursor:
         anchor = await runtime.jobs.by_public_id(cursor)
@@ -104,24 +111,61 @@ async def list_jobs(runtime: Runtime, caller: Caller, *, limit: int, cursor: str
     more = len(rows) > limit
     rows = rows[:limit]
     return JobPage(
-        jobs=[present(runtime, row) for row in rows],
+        jobs=[present(runtime, row, input_links=input_links) for row in rows],
         next_cursor=rows[-1].public_id if more and rows else None,
     )
 
 
-async def wait_for_job(runtime: Runtime, caller: Caller, public_id: str, timeout: float) -> JobView:
-    """Block until the job finishes or ``timeout`` passes, driven by completion events."""
+async def wait_for_submission(
+    runtime: Runtime, caller: Caller, submission: Submission, timeout: float, *, input_links: bool = True
+) -> Submission:
+    """Hold until the submitted job finishes or ``timeout`` passes, driven by completion events.
 
-    async def read() -> JobRecord:
+    The event that wakes the wait carries the finished job and the balance (:mod:`engine.completion`),
+    so a woken waiter answers without a database read; a lost or foreign event falls back to one.
+    Nothing of the request (its images) needs to be held meanwhile: only the submission.
+    """
+    public_id = submission.job.public_id
+    if submission.job.status.finished:
+        return submission
+
+    async def read() -> tuple[JobRecord, int | None]:
         job = await runtime.jobs.by_public_id(public_id)
         if job is None or job.api_key != caller.key.id:
             raise NotFound("Job not found")
-        return job
+        return job, None
 
-    job = await runtime.hub.wait_until(
-        public_id, read=read, is_finished=lambda row: row.status.finished, timeout=timeout
+    def from_event(payload: bytes) -> tuple[JobRecord, int | None] | None:
+        try:
+            event = msgspec.json.decode(payload, type=FinishedEvent)
+        except msgspec.DecodeError:  # ValidationError is a DecodeError
+            return None
+        if event.job.public_id != public_id or event.job.api_key != caller.key.id:
+            return None
+        return event.job, event.balance
+
+    try:
+        job, balance = await runtime.hub.wait_until(
+            public_id,
+            read=read,
+            is_finished=lambda found: found[0].status.finished,
+            timeout=timeout,
+            from_event=from_event,
+        )
+        if balance is None:
+            balance = await runtime.ledger.balance(caller.account.id)
+    except Exception as exc:
+        if as_unavailable(exc) is None:
+            raise
+        # The job is accepted and paid for: answer it as it stands (a client then polls) rather than
+        # 503, which would invite a retry that charges again.
+        log.warning("sync wait for %s cut short by an outage: %r", public_id, exc)
+        return submission
+    return Submission(
+        job=present(runtime, job, input_links=input_links),
+        credits_remaining=balance,
+        replayed=submission.replayed,
     )
-    return present(runtime, job)
 
 
 async def jobs_created(runtime: Runtime, caller: Caller) -> int:
@@ -140,6 +184,8 @@ class _JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, Any] | None = None
     seed: int | None = None
     webhook_url: str | None = None
+    input_links: bool = True
+    """Whether the submission's answer signs links to the inputs (not for a dialect that never shows them)."""
 
 
 async def submit_tryon(
@@ -148,12 +194,14 @@ async def submit_tryon(
     command: TryonCommand,
     idempotency: IdempotencyKey | None,
     *,
-    wait_seconds: float | None = None,
     max_in_progress: int | None = None,
+    input_links: bool = True,
 ) -> Submission:
-    """Accept a try-on; with ``wait_seconds``, also wait (events, not polling) for it to finish.
+    """Accept a try-on (a sync wait then is :func:`wait_for_submission`, once the caller has let go
+    of the request's images).
 
-    A replayed Idempotency-Key returns the first request's job (and waits on that same job).
+    A replayed Idempotency-Key returns the first request's job (and a wait waits on that same job).
+    ``input_links=False`` skips signing links to the inputs for a dialect that never shows them.
     """
     spec = _JobSpec(
         kind="tryon",
@@ -173,13 +221,9 @@ async def submit_tryon(
         metadata=command.metadata,
         seed=command.seed,
         webhook_url=command.webhook_url,
+        input_links=input_links,
     )
-    submission = await _accept(runtime, caller, spec, idempotency, max_in_progress)
-    if wait_seconds is None or submission.job.status.finished:
-        return submission
-    job = await wait_for_job(runtime, caller, submission.job.public_id, wait_seconds)
-    balance = await runtime.ledger.balance(caller.account.id)
-    return Submission(job=job, credits_remaining=balance, replayed=submission.replayed)
+    return await _accept(runtime, caller, spec, idempotency, max_in_progress)
 
 
 async def submit_catalog(
@@ -209,10 +253,10 @@ async def _accept(
     max_in_progress: int | None,
 ) -> Submission:
     if idempotency is not None:
-        replay = await _replay(runtime, caller, idempotency)
+        replay = await _replay(runtime, caller, idempotency, input_links=spec.input_links)
         if replay is not None:
             return replay
-    async with _idempotency_lock(runtime, caller, idempotency) as replay:
+    async with _idempotency_lock(runtime, caller, idempotency, input_links=spec.input_links) as replay:
         if replay is not None:
             return replay
         if spec.webhook_url is not None:
@@ -225,14 +269,20 @@ async def _accept(
 
         images = await asyncio.gather(*(_load(runtime, source) for _, _, source in spec.sources))
         public_id = new_public_id()
-        stored = await _store_inputs(
-            runtime,
-            caller,
-            public_id,
-            [(role, name, image) for (role, name, _), image in zip(spec.sources, images, strict=True)],
-        )
+        committing = False  # past this, a failure may come from COMMIT: the job may exist after all
         try:
-            async with runtime.db.transaction():
+            stored = await _store_inputs(
+                runtime,
+                caller,
+                public_id,
+                [(role, name, image) for (role, name, _), image in zip(spec.sources, images, strict=True)],
+            )
+            # A test key's job without a concurrency limit or an Idempotency-Key is one INSERT (its
+            # usage triggers run inside it): atomic and committed by itself, no BEGIN/COMMIT round
+            # trips. A failure of that INSERT may come after its commit, as from COMMIT (committing).
+            alone = caller.is_test and max_in_progress is None and idempotency is None
+            committing = alone
+            async with contextlib.nullcontext() if alone else runtime.db.transaction():
                 if max_in_progress is not None:
                     await _admit(runtime, caller, max_in_progress)
                 job = await runtime.jobs.insert(
@@ -250,10 +300,6 @@ async def _accept(
                     seed=spec.seed,
                     webhook_url=spec.webhook_url,
                 )
-                if caller.is_test:
-                    balance = await runtime.ledger.balance(caller.account.id)
-                else:
-                    balance = await runtime.ledger.debit_for_job(caller.account.id, job.id, price)
                 if idempotency is not None:
                     await runtime.jobs.remember(
                         caller.key.id,
@@ -262,19 +308,30 @@ async def _accept(
                         job.id,
                         runtime.config.idempotency_ttl_seconds,
                     )
+                # Last: the debit locks the account's balance row until COMMIT, and every submit of
+                # the account waits for that row; the shorter it is held, the more of them per second.
+                if caller.is_test:  # nothing moves: the balance authentication just read for this request
+                    balance = caller.account.balance
+                else:
+                    balance = await runtime.ledger.debit_for_job(caller.account.id, job.id, price)
+                committing = True
         except asyncpg.UniqueViolationError:
             # Another request with the same Idempotency-Key committed first.
+            await _discard_inputs(runtime, caller, public_id, committing)
             if idempotency is not None:
-                replay = await _replay(runtime, caller, idempotency)
+                replay = await _replay(runtime, caller, idempotency, input_links=spec.input_links)
                 if replay is not None:
                     return replay
+            raise
+        except BaseException:  # refused (402, 429, 503…), failed or cancelled: no job, no inputs
+            await _discard_inputs(runtime, caller, public_id, committing)
             raise
         context.bind(**context.job_log_fields(job))
         metrics.job_submitted(dialect=job.dialect, kind=job.kind, backend=job.backend, mode=job.mode)
         metrics.credits_moved("debit", price)
         log.info("job.accepted", extra={"status": "queued", "credits": price})
         _enqueue(runtime, job.id)
-        return Submission(job=present(runtime, job), credits_remaining=balance)
+        return Submission(job=present(runtime, job, input_links=spec.input_links), credits_remaining=balance)
 
 
 async def _admit(runtime: Runtime, caller: Caller, max_in_progress: int) -> None:
@@ -310,7 +367,9 @@ def _enqueue(runtime: Runtime, job_id: int) -> None:
         log.warning("could not enqueue job %d now; the sweeper will send it", job_id)
 
 
-async def _replay(runtime: Runtime, caller: Caller, idempotency: IdempotencyKey) -> Submission | None:
+async def _replay(
+    runtime: Runtime, caller: Caller, idempotency: IdempotencyKey, *, input_links: bool = True
+) -> Submission | None:
     remembered = await runtime.jobs.remembered(
         caller.key.id, idempotency.key, runtime.config.idempotency_ttl_seconds
     )
@@ -322,12 +381,14 @@ async def _replay(runtime: Runtime, caller: Caller, idempotency: IdempotencyKey)
     job = await runtime.jobs.get(job_id)
     assert job is not None
     balance = await runtime.ledger.balance(caller.account.id)
-    return Submission(job=present(runtime, job), credits_remaining=balance, replayed=True)
+    return Submission(
+        job=present(runtime, job, input_links=input_links), credits_remaining=balance, replayed=True
+    )
 
 
 @asynccontextmanager
 async def _idempotency_lock(
-    runtime: Runtime, caller: Caller, idempotency: IdempotencyKey | None
+    runtime: Runtime, caller: Caller, idempotency: IdempotencyKey | None, *, input_links: bool
 ) -> AsyncIterator[Submission | None]:
     """Hold a short Redis lock while a keyed request is being accepted (a retry meanwhile: 409)."""
     if idempotency is None:
@@ -343,7 +404,7 @@ async def _idempotency_lock(
     except RedisError as exc:
         raise ServiceUnavailable("Idempotency store unavailable") from exc
     if not acquired:
-        replay = await _replay(runtime, caller, idempotency)
+        replay = await _replay(runtime, caller, idempotency, input_links=input_links)
         if replay is not None:
             yield replay
             return
@@ -390,3 +451,25 @@ async def _store_inputs(
     except StorageError as exc:
         raise ServiceUnavailable("Object storage unavailable") from exc
     return stored
+
+
+async def _discard_inputs(runtime: Runtime, caller: Caller, public_id: str, committing: bool) -> None:
+    """Delete what a request stored when its job row did not commit (best effort).
+
+    Inputs are stored before the transaction that creates the job and debits it, so a request
+    refused inside it (a 402 race loser, the concurrency limit, a lost Idempotency-Key race, an
+    outage, a cancellation) would otherwise leave objects no job refers to. The prefix is unique
+    to this attempt (its new public id), so deleting all of it is safe. If the failure came from
+    COMMIT itself the outcome is unknown: the objects stay unless no job row holds the id. The
+    delete runs shielded, so a cancelled request still cleans up.
+    """
+
+    async def discard() -> None:
+        try:
+            if committing and await runtime.jobs.by_public_id(public_id) is not None:
+                return
+            await runtime.store.delete_prefix(f"accounts/{caller.account.id}/jobs/{public_id}/")
+        except Exception as exc:  # best effort: the refusal itself must still go out
+            log.warning("could not delete the inputs of refused request %s: %r", public_id, exc)
+
+    await asyncio.shield(asyncio.ensure_future(discard()))

@@ -40,16 +40,25 @@ class FitInViewConfig(msgspec.Struct, frozen=True, kw_only=True):
 async def submit_tryon(
     request: Request[Any, Any, Any], caller: NamedDependency[Caller], runtime: NamedDependency[Runtime]
 ) -> TryOnSubmitResponse:
-    parsed = parse_tryon(await request.body(), request.headers.get("idempotency-key"))
-    wait_seconds = runtime.config.sync_wait_seconds
+    # Streamed, not request.body(): that would keep the body cached on the request while it waits.
+    parsed = parse_tryon(
+        b"".join([chunk async for chunk in request.stream()]), request.headers.get("idempotency-key")
+    )
+    wait = parsed.wait
     submission = await service.submit_tryon(
         runtime,
         caller,
         parsed.command,
         parsed.idempotency,
-        wait_seconds=wait_seconds if parsed.wait else None,
+        input_links=False,  # never shown
     )
-    return responses.submit_response(submission, waited=parsed.wait, wait_seconds=wait_seconds)
+    del parsed  # a held wait keeps nothing of the request's images: thousands may be held at once
+    wait_seconds = runtime.config.sync_wait_seconds
+    if wait:
+        submission = await service.wait_for_submission(
+            runtime, caller, submission, wait_seconds, input_links=False
+        )
+    return responses.submit_response(submission, waited=wait, wait_seconds=wait_seconds)
 
 
 @get("/tryon", opt={"rate": "read"})
@@ -60,7 +69,13 @@ async def list_tryons(
     cursor: FromQuery[str | None] = None,
 ) -> TryOnJobList:
     cursor = storable_text("cursor", cursor) if cursor else None
-    page = await service.list_jobs(runtime, caller, limit=_page_size(limit), cursor=cursor)
+    page = await service.list_jobs(
+        runtime,
+        caller,
+        limit=_page_size(limit),
+        cursor=cursor,
+        input_links=False,  # never shown
+    )
     return responses.job_list(page)
 
 
@@ -70,7 +85,7 @@ async def get_tryon(
 ) -> TryOnJobStatus:
     if not is_storable(job_id):  # no stored id holds such a character; the database would refuse it
         raise NotFound("Job not found")
-    return responses.job_status(await service.get_job(runtime, caller, job_id))
+    return responses.job_status(await service.get_job(runtime, caller, job_id, input_links=False))
 
 
 def _page_size(raw: str | None) -> int:

@@ -119,6 +119,8 @@ async def plans_of(
             connection.add_log_listener(listen)
             try:
                 await call()
+                # the rollup triggers are deferred to COMMIT (engine_0007): fire them now, as COMMIT would
+                await connection.execute("SET CONSTRAINTS ALL IMMEDIATE")
                 # a statement's plan is reported when its portal closes, which in a transaction is
                 # at the next statement: this one closes the call's last portal
                 await connection.execute(_END)
