@@ -36,6 +36,8 @@ DETECT_MAX_SIDE = 640
 MAX_PIXELS = 64_000_000
 # How many person photos' faces are remembered (a digest, a box and a hash each).
 REFERENCE_CACHE_SIZE = 64
+# How many verdicts on results checked without a person are remembered (a digest and a verdict each).
+VERDICT_CACHE_SIZE = 64
 
 Box = tuple[int, int, int, int]  # x, y, width, height
 
@@ -222,6 +224,11 @@ def check_result(
     return _check_face(image, person, thresholds)
 
 
+_VerdictKey = tuple[bytes, int, bool | None, QualityThresholds]
+_verdicts: OrderedDict[_VerdictKey, QualityVerdict] = OrderedDict()
+_verdicts_lock = threading.Lock()
+
+
 async def check_result_async(
     result: bytes,
     *,
@@ -230,7 +237,34 @@ async def check_result_async(
     thresholds: QualityThresholds,
     content: bool | None = None,
 ) -> QualityVerdict:
-    """``check_result`` in a worker thread (decoding and face detection are CPU-bound)."""
-    return await asyncio.to_thread(
-        check_result, result, longest_side=longest_side, person=person, thresholds=thresholds, content=content
+    """``check_result`` in a worker thread (decoding and face detection are CPU-bound).
+
+    Without a person the verdict depends on the result's bytes, the size and the thresholds only,
+    so it is remembered by the bytes' digest for the last few results: the stock backend of test
+    keys answers the same bytes per size and format, and decoding them again cost every test-key
+    job more CPU than the rest of its run. Hashing is ~100x cheaper than decoding; a result never
+    seen before is checked in full, whatever backend made it.
+    """
+    if person is not None:
+        return await asyncio.to_thread(
+            check_result,
+            result,
+            longest_side=longest_side,
+            person=person,
+            thresholds=thresholds,
+            content=content,
+        )
+    key = (hashlib.blake2b(result, digest_size=16).digest(), longest_side, content, thresholds)
+    with _verdicts_lock:
+        known = _verdicts.get(key)
+        if known is not None:
+            _verdicts.move_to_end(key)
+            return known
+    verdict = await asyncio.to_thread(
+        check_result, result, longest_side=longest_side, person=None, thresholds=thresholds, content=content
     )
+    with _verdicts_lock:
+        _verdicts[key] = verdict
+        while len(_verdicts) > VERDICT_CACHE_SIZE:
+            _verdicts.popitem(last=False)
+    return verdict

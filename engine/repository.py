@@ -157,17 +157,42 @@ class JobRepository:
             "UPDATE jobs SET report = report || $2::jsonb WHERE id = $1", job_id, _json(report)
         )
 
-    async def succeed(self, job_id: int, results: list[StoredImage]) -> JobRecord | None:
+    async def set_stage_and_report(
+        self, job_id: int, stage: Stage, progress: int, report: dict[str, Any]
+    ) -> None:
+        """:meth:`set_stage` and :meth:`add_report` in one statement (one round trip per job, not two).
+
+        The report is merged whatever the job's status (ops data, as :meth:`add_report`); the stage
+        moves only while the job runs, like :meth:`set_stage`.
+        """
+        await self.db.fetch(
+            """UPDATE jobs SET report = report || $4::jsonb,
+                               stage = CASE WHEN status = 'running' THEN $2 ELSE stage END,
+                               progress = CASE WHEN status = 'running' THEN $3 ELSE progress END
+               WHERE id = $1""",
+            job_id,
+            stage.value,
+            progress,
+            _json(report),
+        )
+
+    async def succeed(self, job_id: int, results: list[StoredImage]) -> tuple[JobRecord, int | None] | None:
+        """running → succeeded, once: the job and its account's balance at that moment (read in the
+        same statement: the completion event carries it, see :mod:`engine.completion`)."""
         record = await self.db.fetchrow(
             """UPDATE jobs SET status = 'succeeded', stage = $2, progress = 100, results = $3::jsonb,
                                completed_at = now(),
                                duration_ms = (EXTRACT(EPOCH FROM (now() - created_at)) * 1000)::int
-               WHERE id = $1 AND status = 'running' RETURNING *""",
+               WHERE id = $1 AND status = 'running'
+               RETURNING *, (SELECT balance FROM accounts WHERE accounts.id = jobs.account) AS balance_now""",
             job_id,
             Stage.DONE.value,
             _json(results),
         )
-        return None if record is None else _row(record)
+        if record is None:
+            return None
+        balance = record.pop("balance_now")
+        return _row(record), None if balance is None else int(balance)
 
     async def fail(self, job_id: int, *, code: str, message: str) -> JobRecord | None:
         """queued|running → failed, once. None if it had already finished."""
