@@ -108,6 +108,9 @@ async def fail_job(
         kind=job.kind, status="failed", error_code=code, message=message, backend=job.backend
     )
     metrics.credits_moved("refund", refunded)
+    if code == "generation_failed" and message == "content_blocked" and job.mode == "live":
+        # before the job is announced: a client that sees it failed must find the key suspended
+        await note_content_blocked(runtime, job.api_key)
     await _announce(runtime, job, event)
     log.info(
         "job.failed",
@@ -120,8 +123,6 @@ async def fail_job(
             "duration_ms": job.duration_ms,
         },
     )
-    if code == "generation_failed" and message == "content_blocked" and job.mode == "live":
-        await note_content_blocked(runtime, job.api_key)
     return job
 
 
