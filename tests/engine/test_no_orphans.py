@@ -8,6 +8,7 @@ order over the plan's concurrency, a lost Idempotency-Key race — deletes what 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Any
 
 import pytest
@@ -38,8 +39,13 @@ def _fitinview_body(image_host: ImageHost, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 async def slow(gateway_factory: Any) -> RunningGateway:
-    """Jobs take a while, so a free plan's one order in progress is still running for the next."""
-    gateway: RunningGateway = await gateway_factory(local_backend_delay_seconds=1.5)
+    """Jobs take a while, so a free plan's one order in progress is still running for the next.
+
+    Its own bucket: account ids start at 1 in every test gateway's database, and other gateways'
+    objects under ``accounts/1/`` in the shared bucket would look like orphans here."""
+    gateway: RunningGateway = await gateway_factory(
+        local_backend_delay_seconds=1.5, s3_bucket="tryon-orphans-" + secrets.token_hex(4)
+    )
     return gateway
 
 
