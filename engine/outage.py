@@ -47,6 +47,10 @@ def _is_outage(exc: BaseException) -> bool:
         # Other interface errors (misuse of a connection) are bugs and stay 500s.
         text = str(exc).lower()
         return ("connection" in text and ("closed" in text or "lost" in text)) or "pool is closing" in text
+    if isinstance(exc, asyncpg.InternalClientError):
+        # a pooled connection whose protocol the dying server left mid-operation ("cannot switch
+        # to state …; another operation is in progress"): seen when PostgreSQL was killed
+        return True
     if isinstance(exc, TimeoutError):  # a connect, a pool acquire or a command that timed out
         return True
     if isinstance(exc, OSError):  # refused, reset, unreachable, name resolution (socket.gaierror)
@@ -62,7 +66,8 @@ def as_unavailable(exc: BaseException) -> ServiceUnavailable | None:
     current: BaseException | None = exc
     while current is not None and seen < 5:
         if _is_outage(current):
-            what = "Database" if isinstance(current, asyncpg.PostgresError | asyncpg.InterfaceError) else None
+            database = asyncpg.PostgresError | asyncpg.InterfaceError | asyncpg.InternalClientError
+            what = "Database" if isinstance(current, database) else None
             if isinstance(current, _REDIS_DOWN):
                 what = "Redis"
             detail = f"{what} unavailable" if what else "A backing service is unavailable"

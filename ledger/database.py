@@ -122,7 +122,13 @@ class Database:
         else:
             assert self.engine.pool is not None, "Database.start() was not awaited"
             async with self.engine.pool.acquire(timeout=self.acquire_timeout) as connection:
-                rows = await connection.fetch(sql, *args)
+                try:
+                    rows = await connection.fetch(sql, *args)
+                except asyncpg.InternalClientError:
+                    # its protocol was left mid-operation (seen when the server died under it):
+                    # never hand this connection out again
+                    connection.terminate()
+                    raise
         return [dict(row) for row in rows]
 
     async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None:
