@@ -135,5 +135,7 @@ def configure_logging(log_format: str, level: str, *, default: str) -> str:
         root.removeHandler(handler)
     root.addHandler(make_handler(chosen))
     root.setLevel(level.upper())
+    for chatty in ("httpx", "httpcore"):  # google-genai's fallback client logs every URL at INFO
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     logging.captureWarnings(True)  # a library's warning is a log line too, in the same format
     return chosen

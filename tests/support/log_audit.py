@@ -33,6 +33,10 @@ SECRET = re.compile(
 )
 
 
+TEST_CLIENT_LOGGERS = ("httpx", "httpcore")
+"""Loggers of HTTP clients only the tests use (the gateway's own clients are aiohttp and urllib3)."""
+
+
 class _Audit(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
@@ -41,6 +45,8 @@ class _Audit(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         from gateway.logging_setup import record_fields
 
+        if record.name.startswith(TEST_CLIENT_LOGGERS):
+            return  # the tests' own HTTP clients logging the links they were handed, not the gateway
         try:
             line = json.dumps(record_fields(record), default=str)
         except Exception:  # a record that cannot even be rendered is not ours to judge
