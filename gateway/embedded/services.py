@@ -118,13 +118,8 @@ class EmbeddedServices:
         if not self.state_path.exists():
             return False
         with self._lock():
-            state = self._read_state()
-            found = (
-                self._find("postgres", state.postgres_pid, "postgres", self.pg_dir),
-                self._find("redis", state.redis_pid, "redis-server", self.redis_dir),
-                self._find("seaweedfs", state.s3_pid, "weed", self.s3_dir),
-            )
-        return all(child is not None for child in found)
+            found = self._recorded(self._read_state())
+        return all(child is not None for child in found.values())
 
     def stop(self) -> None:
         """Stop every server (in parallel), wait for them, and clear their pids from the state file."""
@@ -132,16 +127,9 @@ class EmbeddedServices:
             return
         with self._lock():
             state = self._read_state()
-            plan: list[tuple[Child, signal.Signals, float]] = []
-            pg = self._find("postgres", state.postgres_pid, "postgres", self.pg_dir)
-            if pg is not None:
-                plan.append((pg, signal.SIGINT, 60.0))  # SIGINT = fast shutdown
-            rd = self._find("redis", state.redis_pid, "redis-server", self.redis_dir)
-            if rd is not None:
-                plan.append((rd, signal.SIGTERM, 30.0))  # flushes the AOF and exits
-            s3 = self._find("seaweedfs", state.s3_pid, "weed", self.s3_dir)
-            if s3 is not None:
-                plan.append((s3, signal.SIGTERM, 30.0))
+            plan = [
+                (child, *_STOP[name]) for name, child in self._recorded(state).items() if child is not None
+            ]
             try:
                 stop_children(plan)
             finally:
@@ -156,13 +144,16 @@ class EmbeddedServices:
     def dead(self) -> list[str]:
         """The servers recorded in the state file whose process has exited (or never started)."""
         with self._lock():
-            state = self._read_state()
-        checks = (
-            ("postgres", state.postgres_pid, "postgres", self.pg_dir),
-            ("redis", state.redis_pid, "redis-server", self.redis_dir),
-            ("seaweedfs", state.s3_pid, "weed", self.s3_dir),
-        )
-        return [name for name, pid, exe, cwd in checks if self._find(name, pid, exe, cwd) is None]
+            found = self._recorded(self._read_state())
+        return [name for name, child in found.items() if child is None]
+
+    def _recorded(self, state: _State) -> dict[str, Child | None]:
+        """Each server the state file names, as its live process, or None where it is not running."""
+        return {
+            "postgres": self._find("postgres", state.postgres_pid, "postgres", self.pg_dir),
+            "redis": self._find("redis", state.redis_pid, "redis-server", self.redis_dir),
+            "seaweedfs": self._find("seaweedfs", state.s3_pid, "weed", self.s3_dir),
+        }
 
     def restart(self, name: str) -> int:
         """Start server ``name`` again on the port it had, so clients' URLs stay valid; its new pid.
@@ -315,6 +306,14 @@ class EmbeddedServices:
             state.s3_pid = weed.pid
             self._children["seaweedfs"] = Child("seaweedfs", weed.pid, weed.process)
         self.timings["seaweedfs"] = time.monotonic() - started
+
+
+_STOP: dict[str, tuple[signal.Signals, float]] = {
+    "postgres": (signal.SIGINT, 60.0),  # SIGINT = fast shutdown
+    "redis": (signal.SIGTERM, 30.0),  # flushes the AOF and exits
+    "seaweedfs": (signal.SIGTERM, 30.0),
+}
+"""How each server is asked to stop, and how long it gets before SIGKILL."""
 
 
 def _kill_group(pid: int | None) -> None:
