@@ -45,7 +45,7 @@ async def test_quick_bench_runs_end_to_end(s3: services.S3Endpoint, redis_url: s
         "--connections",
         "4",
         "--accounts",
-        "4",
+        "100",  # FtmvAI admits 5 unfinished orders per account and no worker runs: room for every submit
         "--json",
         str(out),
         "--chart",
