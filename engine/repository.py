@@ -29,6 +29,12 @@ def _row(record: dict[str, Any]) -> JobRecord:
     return msgspec.convert(data, JobRecord)
 
 
+def job_record(record: dict[str, Any]) -> JobRecord:
+    """A ``jobs`` row (``SELECT *``/``RETURNING *``) as the job model, for code that reads rows
+    itself (the bench finishes held jobs with its own statement and announces them as a worker does)."""
+    return _row(record)
+
+
 def _json(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
