@@ -64,7 +64,9 @@ class RunningGateway:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # pytest keeps its own SIGINT/SIGTERM handlers: uvicorn (0.29+) installs its own for the
+        # time serve() runs, in capture_signals(), and would re-raise a signal it caught on exit.
+        self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
         self._task = asyncio.create_task(self._server.serve())
         for _ in range(500):
             if self._server.started:
