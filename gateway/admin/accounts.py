@@ -13,7 +13,7 @@ import msgspec
 from litestar import delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 
 from engine import erasure, metrics
 from engine.runtime import Runtime
@@ -65,7 +65,7 @@ def key_state(key: ApiKeyRecord) -> KeyState:
 
 @post("/accounts", status_code=201, opt={"role": "admin"})
 async def create_account(
-    data: CreateAccount, runtime: NamedDependency[Runtime], actor: NamedDependency[Actor]
+    data: JSONBody[CreateAccount], runtime: NamedDependency[Runtime], actor: NamedDependency[Actor]
 ) -> AccountOut:
     async with runtime.db.transaction():
         account = await runtime.accounts.open_account(
@@ -180,7 +180,7 @@ def usage_since() -> date:
 @patch("/accounts/{account_id:int}", opt={"role": "admin"})
 async def update_account(
     account_id: FromPath[Id],
-    data: PatchAccount,
+    data: JSONBody[PatchAccount],
     runtime: NamedDependency[Runtime],
     actor: NamedDependency[Actor],
 ) -> AccountFull:
@@ -193,7 +193,7 @@ async def update_account(
 @delete("/accounts/{account_id:int}", status_code=200, opt={"role": "admin"})
 async def erase_account(
     account_id: FromPath[Id],
-    data: ReasonBody,
+    data: JSONBody[ReasonBody],
     runtime: NamedDependency[Runtime],
     actor: NamedDependency[Actor],
 ) -> Erasure:
@@ -210,7 +210,10 @@ async def list_keys(account_id: FromPath[Id], runtime: NamedDependency[Runtime])
 
 @post("/keys/{key_id:int}/rotate", status_code=200, opt={"role": "admin"})
 async def rotate_key(
-    key_id: FromPath[Id], data: RotateBody, runtime: NamedDependency[Runtime], actor: NamedDependency[Actor]
+    key_id: FromPath[Id],
+    data: JSONBody[RotateBody],
+    runtime: NamedDependency[Runtime],
+    actor: NamedDependency[Actor],
 ) -> KeyRotated:
     async with runtime.db.transaction():
         rotated = await runtime.accounts.rotate(actor, key_id, data.grace_seconds)
@@ -228,7 +231,10 @@ async def rotate_key(
 
 @post("/keys/{key_id:int}/webhook-secret/rotate", status_code=200, opt={"role": "admin"})
 async def rotate_webhook_secret(
-    key_id: FromPath[Id], data: RotateBody, runtime: NamedDependency[Runtime], actor: NamedDependency[Actor]
+    key_id: FromPath[Id],
+    data: JSONBody[RotateBody],
+    runtime: NamedDependency[Runtime],
+    actor: NamedDependency[Actor],
 ) -> WebhookSecretRotated:
     async with runtime.db.transaction():
         rotated = await runtime.accounts.rotate_webhook_secret(actor, key_id, data.grace_seconds)
@@ -244,7 +250,7 @@ async def rotate_webhook_secret(
 @post("/accounts/{account_id:int}/keys", status_code=201, opt={"role": "admin"})
 async def create_key(
     account_id: FromPath[Id],
-    data: CreateKey,
+    data: JSONBody[CreateKey],
     runtime: NamedDependency[Runtime],
     actor: NamedDependency[Actor],
 ) -> KeyCreated:
@@ -265,7 +271,7 @@ async def create_key(
 @post("/accounts/{account_id:int}/credits", status_code=200, opt={"role": "support"})
 async def adjust_credits(
     account_id: FromPath[Id],
-    data: GrantCredits,
+    data: JSONBody[GrantCredits],
     runtime: NamedDependency[Runtime],
     actor: NamedDependency[Actor],
 ) -> Balance:
@@ -277,7 +283,10 @@ async def adjust_credits(
 
 @post("/keys/{key_id:int}/disable", status_code=200, opt={"role": "support"})
 async def disable_key(
-    key_id: FromPath[Id], data: ReasonBody, runtime: NamedDependency[Runtime], actor: NamedDependency[Actor]
+    key_id: FromPath[Id],
+    data: JSONBody[ReasonBody],
+    runtime: NamedDependency[Runtime],
+    actor: NamedDependency[Actor],
 ) -> KeyState:
     async with runtime.db.transaction():
         key = await runtime.accounts.set_key_disabled(actor, key_id, disabled=True, reason=data.reason)
@@ -290,7 +299,7 @@ async def enable_key(
     key_id: FromPath[Id],
     runtime: NamedDependency[Runtime],
     actor: NamedDependency[Actor],
-    data: OptionalReason | None = None,
+    data: JSONBody[OptionalReason | None] = None,
 ) -> KeyState:
     async with runtime.db.transaction():
         key = await runtime.accounts.set_key_disabled(

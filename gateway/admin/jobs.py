@@ -19,7 +19,7 @@ import msgspec
 from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 
 from engine import operations
 from engine.models import JobFilter, JobRecord
@@ -259,7 +259,7 @@ async def get_job(job_id: FromPath[JobRef], runtime: NamedDependency[Runtime]) -
 @post("/jobs/{job_id:str}/cancel", status_code=200, opt={"role": "support"})
 async def cancel_job(
     job_id: FromPath[JobRef],
-    data: ReasonBody,
+    data: JSONBody[ReasonBody],
     runtime: NamedDependency[Runtime],
     actor: NamedDependency[Actor],
 ) -> JobOut:
@@ -269,7 +269,7 @@ async def cancel_job(
 @post("/jobs/{job_id:str}/refund", status_code=200, opt={"role": "support"})
 async def refund_job(
     job_id: FromPath[JobRef],
-    data: ReasonBody,
+    data: JSONBody[ReasonBody],
     runtime: NamedDependency[Runtime],
     actor: NamedDependency[Actor],
 ) -> JobOut:
@@ -281,7 +281,7 @@ async def refund_job(
 @post("/jobs/{job_id:str}/rerun", status_code=201, opt={"role": "support"})
 async def rerun_job(
     job_id: FromPath[JobRef],
-    data: ReasonBody,
+    data: JSONBody[ReasonBody],
     runtime: NamedDependency[Runtime],
     actor: NamedDependency[Actor],
 ) -> JobOut:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 
 from engine.runtime import Runtime
 from gateway.admin.params import OperatorPathName
@@ -32,7 +32,7 @@ def operator_out(operator: OperatorRecord) -> OperatorOut:
 
 @post("/operators", status_code=201, opt={"role": "admin"})
 async def create_operator(
-    data: CreateOperator, runtime: NamedDependency[Runtime], actor: NamedDependency[Actor]
+    data: JSONBody[CreateOperator], runtime: NamedDependency[Runtime], actor: NamedDependency[Actor]
 ) -> OperatorCreated:
     async with runtime.db.transaction():
         operator, token = await runtime.operators.create(actor, name=data.name, role=data.role)
@@ -48,7 +48,7 @@ async def list_operators(runtime: NamedDependency[Runtime]) -> OperatorList:
 @post("/operators/{name:str}/disable", status_code=200, opt={"role": "admin"})
 async def disable_operator(
     name: FromPath[OperatorPathName],
-    data: ReasonBody,
+    data: JSONBody[ReasonBody],
     runtime: NamedDependency[Runtime],
     actor: NamedDependency[Actor],
 ) -> OperatorOut:
@@ -62,7 +62,7 @@ async def enable_operator(
     name: FromPath[OperatorPathName],
     runtime: NamedDependency[Runtime],
     actor: NamedDependency[Actor],
-    data: OptionalReason | None = None,
+    data: JSONBody[OptionalReason | None] = None,
 ) -> OperatorOut:
     async with runtime.db.transaction():
         operator = await runtime.operators.set_disabled(

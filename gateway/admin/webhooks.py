@@ -15,7 +15,7 @@ import msgspec
 from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import FromPath, Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 
 from engine import webhooks
 from engine.runtime import Runtime
@@ -83,7 +83,7 @@ async def resend_webhook_event(
     event_id: FromPath[EventId],
     runtime: NamedDependency[Runtime],
     actor: NamedDependency[Actor],
-    data: OptionalReason | None = None,
+    data: JSONBody[OptionalReason | None] = None,
 ) -> Resent:
     async with runtime.db.transaction():
         row_id, attempt = await webhooks.mark_for_resend(
