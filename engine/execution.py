@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from engine.backends.base import (
     TransientBackendError,
     TryonInput,
 )
+from engine.backends.stock import is_shared_key, shared_key
 from engine.completion import publish_finished
 from engine.models import STAGE_PROGRESS, FinishedEvent, JobRecord, Stage, StoredImage
 from engine.outage import as_unavailable
@@ -37,6 +39,7 @@ from engine.quality import check_result_async
 from engine.runtime import Runtime
 from engine.suspension import note_content_blocked
 from storage.errors import StorageError
+from storage.objects import ObjectStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -340,13 +343,15 @@ async def _generate_passing(
     """Generate, check every result, and try once more with a derived seed if the check fails.
 
     Returns the passing images and the generation report. Stages a poll can see are written
-    (``model_called`` once the inputs are loaded: loading takes milliseconds, the model seconds);
-    the report is written when an attempt fails, and for the passing one by the caller with the
-    next stage (one UPDATE instead of two per attempt).
+    (``model_called`` once the inputs are loaded: loading takes milliseconds, the model seconds;
+    not for the stock backend, which answers from memory); the report is written when an attempt
+    fails, and for the passing one by the caller with the next stage (one UPDATE instead of two
+    per attempt).
     """
     inputs = await _load_inputs(runtime, job)
     backend = runtime.backend("stock" if job.mode == "test" else job.backend)
-    await _stage(runtime, job.id, Stage.MODEL_CALLED)
+    if job.mode != "test":  # the stock answer is in memory: no poll could see this stage
+        await _stage(runtime, job.id, Stage.MODEL_CALLED)
     attempts: list[dict[str, Any]] = []
     for attempt in (1, 2):
         seed = derived_seed(job.seed, attempt)
@@ -385,8 +390,10 @@ async def _generate_passing(
     raise GenerationFailed("quality_check_failed")
 
 
-async def _run_claimed(runtime: Runtime, job: JobRecord) -> None:
-    images, generations = await _generate_passing(runtime, job)
+async def _store_results(
+    runtime: Runtime, job: JobRecord, images: list[GeneratedImage], generations: list[dict[str, Any]]
+) -> list[StoredImage]:
+    """Upload the job's results under its own prefix."""
     prefix = f"accounts/{job.account}/jobs/{job.public_id}"
     results: list[StoredImage] = []
     for index, image in enumerate(images, start=1):
@@ -398,27 +405,74 @@ async def _run_claimed(runtime: Runtime, job: JobRecord) -> None:
             with contextlib.suppress(Exception):  # ops detail only: never in the way of the refund
                 await runtime.jobs.add_report(job.id, {"generations": generations})
             raise _StorageStepFailed("storing the result failed", exc) from exc
-        results.append(
-            StoredImage(
-                key=key,
-                role="result",
-                content_type=image.content_type,
-                width=image.width,
-                height=image.height,
-            )
-        )
-    await runtime.jobs.set_stage_and_report(
-        job.id, Stage.RESULT_STORED, STAGE_PROGRESS[Stage.RESULT_STORED], {"generations": generations}
+        results.append(_stored(key, image))
+    return results
+
+
+def _stored(key: str, image: GeneratedImage) -> StoredImage:
+    return StoredImage(
+        key=key, role="result", content_type=image.content_type, width=image.width, height=image.height
     )
+
+
+SHARED_REFRESH_SECONDS = 3600.0
+"""How long a process trusts a stock picture it uploaded to still be there before uploading it again
+(a bucket lifecycle rule, or an operator cleaning the bucket, could have removed it)."""
+
+_shared_uploads: weakref.WeakKeyDictionary[ObjectStore, dict[str, float]] = weakref.WeakKeyDictionary()
+
+
+async def _share_stock_results(
+    runtime: Runtime, job: JobRecord, images: list[GeneratedImage], generations: list[dict[str, Any]]
+) -> list[StoredImage]:
+    """A test-key job's results: the stock pictures, stored once (per process, refreshed hourly)
+    under ``stock/`` and referenced by every job answered with them, instead of one upload per job.
+
+    The bytes are the stock backend's fixed answer for the size and format, so a copy per job held
+    nothing of the job's own; the shared objects are outside every account's prefix and are never
+    deleted by a job's purge or cancel (:func:`engine.backends.stock.is_shared_key`). A link to
+    one is signed like any result link.
+    """
+    uploaded = _shared_uploads.setdefault(runtime.store, {})
+    now = time.monotonic()
+    results: list[StoredImage] = []
+    for image in images:
+        key = shared_key(image)
+        if now - uploaded.get(key, -SHARED_REFRESH_SECONDS) >= SHARED_REFRESH_SECONDS:
+            try:
+                await runtime.store.put(key, image.data, image.content_type)
+            except StorageError as exc:
+                with contextlib.suppress(Exception):  # ops detail only: never in the way of the refund
+                    await runtime.jobs.add_report(job.id, {"generations": generations})
+                raise _StorageStepFailed("storing the result failed", exc) from exc
+            uploaded[key] = now
+        results.append(_stored(key, image))
+    return results
+
+
+async def _run_claimed(runtime: Runtime, job: JobRecord) -> None:
+    images, generations = await _generate_passing(runtime, job)
+    stock = job.mode == "test"
+    report: dict[str, Any] = {"generations": generations}
+    if stock:
+        # Two statements for a stock job (the claim and this success, which writes the report):
+        # its run takes about a millisecond, so no poll could see a ``result_stored`` stage.
+        results = await _share_stock_results(runtime, job, images, generations)
+    else:
+        results = await _store_results(runtime, job, images, generations)
+        await runtime.jobs.set_stage_and_report(
+            job.id, Stage.RESULT_STORED, STAGE_PROGRESS[Stage.RESULT_STORED], report
+        )
+    with_report = report if stock else None
     event = None
     if job.webhook_url:  # the event is recorded in the succeeding transaction
         async with runtime.db.transaction():
-            succeeded = await runtime.jobs.succeed(job.id, results)
+            succeeded = await runtime.jobs.succeed(job.id, results, report=with_report)
             if succeeded is not None:
                 result_url = runtime.store.presigned_url(results[0].key, runtime.config.presign_ttl_seconds)
                 event = await webhooks.record_event(runtime, succeeded[0], result_url)
     else:  # one conditional UPDATE: atomic by itself
-        succeeded = await runtime.jobs.succeed(job.id, results)
+        succeeded = await runtime.jobs.succeed(job.id, results, report=with_report)
     if succeeded is not None:
         finished, balance = succeeded
         metrics.job_finished(
@@ -427,14 +481,20 @@ async def _run_claimed(runtime: Runtime, job: JobRecord) -> None:
         await _announce(runtime, finished, event, balance=balance)
         log.info("job.succeeded", extra={"status": "succeeded", "duration_ms": finished.duration_ms})
     else:
+        if stock:  # ops data, written whatever the job's status (as set_stage_and_report does)
+            with contextlib.suppress(Exception):
+                await runtime.jobs.add_report(job.id, report)
         await _discard(runtime, job, results)
 
 
 async def _discard(runtime: Runtime, job: JobRecord, results: list[StoredImage]) -> None:
     """The job ended meanwhile (an operator cancelled it, or the sweeper failed it): it never
-    succeeds after that, so the result just stored is deleted rather than left unreferenced."""
+    succeeds after that, so the result just stored is deleted rather than left unreferenced
+    (a test-key job stored none of its own: the shared stock pictures stay)."""
     log.info("job.discarded", extra={"status": "discarded", "results": len(results)})
     for image in results:
+        if is_shared_key(image.key):  # a stock picture other jobs reference, not this job's own
+            continue
         try:
             await runtime.store.delete(image.key)
         except StorageError as exc:

@@ -182,18 +182,27 @@ class JobRepository:
             _json(report),
         )
 
-    async def succeed(self, job_id: int, results: list[StoredImage]) -> tuple[JobRecord, int | None] | None:
+    async def succeed(
+        self, job_id: int, results: list[StoredImage], *, report: dict[str, Any] | None = None
+    ) -> tuple[JobRecord, int | None] | None:
         """running → succeeded, once: the job and its account's balance at that moment (read in the
-        same statement: the completion event carries it, see :mod:`engine.completion`)."""
+        same statement: the completion event carries it, see :mod:`engine.completion`).
+
+        ``report``, when given, is merged into the job's report by the same statement (a stock job's
+        only write after its claim); if the job is not running any more nothing is written, and the
+        caller records the report with :meth:`add_report`.
+        """
+        merge = "report = report || $4::jsonb," if report is not None else ""
         record = await self.db.fetchrow(
-            """UPDATE jobs SET status = 'succeeded', stage = $2, progress = 100, results = $3::jsonb,
-                               completed_at = now(),
+            f"""UPDATE jobs SET status = 'succeeded', stage = $2, progress = 100, results = $3::jsonb,
+                               {merge} completed_at = now(),
                                duration_ms = (EXTRACT(EPOCH FROM (now() - created_at)) * 1000)::int
                WHERE id = $1 AND status = 'running'
                RETURNING *, (SELECT balance FROM accounts WHERE accounts.id = jobs.account) AS balance_now""",
             job_id,
             Stage.DONE.value,
             _json(results),
+            *(() if report is None else (_json(report),)),
         )
         if record is None:
             return None

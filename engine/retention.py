@@ -30,6 +30,7 @@ from typing import Any
 
 import msgspec
 
+from engine.backends.stock import is_shared_key
 from engine.runtime import Runtime
 from ledger.database import Database
 
@@ -84,7 +85,8 @@ def _keys(row: dict[str, Any]) -> list[str]:
         if isinstance(images, str):
             images = json.loads(images)
         keys += [str(image["key"]) for image in images or [] if image.get("key")]
-    return keys
+    # a test-key job's results are the shared stock pictures (engine/execution.py): not its own
+    return [key for key in keys if not is_shared_key(key)]
 
 
 async def _delete_all(runtime: Runtime, keys: list[str]) -> None:

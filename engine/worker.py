@@ -10,6 +10,7 @@ process has one loop, one connection pool and one runtime.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import threading
 from collections.abc import Callable, Coroutine
@@ -53,6 +54,19 @@ class SharedLoop(EventLoopThread):
         return None
 
 
+def _loop_thread() -> EventLoopThread:
+    """The standalone worker's event-loop thread, on uvloop when it is installed (it comes with
+    ``uvicorn[standard]``, as for ``serve``): every job's database, Redis and S3 calls run on this
+    one loop, and uvloop runs them for less CPU than asyncio's own loop."""
+    thread = EventLoopThread(logging.getLogger("dramatiq.asyncio"))
+    if importlib.util.find_spec("uvloop") is not None:
+        import uvloop
+
+        thread.loop.close()
+        thread.loop = uvloop.new_event_loop()
+    return thread
+
+
 class EngineLoop(Middleware):
     """Provides the loop for async actors and starts the runtime on it before work begins.
 
@@ -75,7 +89,7 @@ class EngineLoop(Middleware):
                 EngineLoop._shared_workers += 1
                 set_event_loop_thread(SharedLoop(self.shared_loop))
             return
-        self.owned = EventLoopThread(logging.getLogger("dramatiq.asyncio"))
+        self.owned = _loop_thread()
         self.owned.start(timeout=5.0)
         set_event_loop_thread(self.owned)
         self.owned.run_coroutine(self.runtime.start(listen_for_completions=False))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 
 from PIL import Image, ImageDraw
 
@@ -17,6 +18,11 @@ from engine.imaging import fit_longest_side
 
 BASE_SIZE = 1024
 CATALOG_QUANTITIES = (6, 12)
+SHARED_PREFIX = "stock/"
+"""Where the stock answers are stored, once per picture, for every test-key job to reference
+(``engine.execution``): outside ``accounts/``, so an account's erasure leaves them, and never
+deleted by a job's retention purge or cancel (:func:`is_shared_key`)."""
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg"}
 
 
 @functools.cache
@@ -74,11 +80,36 @@ def stock_catalog_shot(
     return GeneratedImage.encoded(fit_longest_side(stock_shot(number, total), longest_side), output_format)
 
 
+@functools.lru_cache(maxsize=64)
+def shared_key(image: GeneratedImage) -> str:
+    """The object key of a stock picture: named by its bytes' digest, so every job referencing it
+    keeps exactly the picture it was answered with, whatever later versions of this module draw.
+    Remembered per picture (the same few objects, whose bytes' hash Python keeps): no digest per job."""
+    digest = hashlib.blake2b(image.data, digest_size=16).hexdigest()
+    return f"{SHARED_PREFIX}{digest}.{EXTENSIONS[image.content_type]}"
+
+
+def is_shared_key(key: str) -> bool:
+    """A stock picture every test-key job of that size and format references: not one job's to delete."""
+    return key.startswith(SHARED_PREFIX)
+
+
+_encoded: dict[tuple[int, OutputFormat], GeneratedImage] = {}
+"""The stock answers already encoded in this process (a few sizes and formats), read on the event
+loop without a thread hop; encoding one the first time takes up to a second (4K) and runs in a thread."""
+
+
 class StockBackend:
     name = "stock"
 
     async def tryon(self, request: TryonInput) -> GeneratedImage:
-        return await asyncio.to_thread(stock_result, request.longest_side, request.output_format)
+        key = (request.longest_side, request.output_format)
+        image = _encoded.get(key)
+        if image is None:
+            image = await asyncio.to_thread(stock_result, *key)
+            if len(_encoded) < 16:
+                _encoded[key] = image
+        return image
 
     async def catalog(self, request: CatalogInput) -> list[GeneratedImage]:
         if request.quantity not in CATALOG_QUANTITIES:

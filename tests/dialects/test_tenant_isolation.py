@@ -95,8 +95,9 @@ async def test_other_accounts_ids_are_unknown_on_every_read_route(gateway: Runni
 
 
 async def test_an_edited_presigned_link_is_refused_by_s3(gateway: RunningGateway) -> None:
-    _, key_a = await gateway.account_with_key(mode="test")
-    _, key_b = await gateway.account_with_key(mode="test")
+    # Live jobs: their results are each account's own (a test key's is the shared stock picture).
+    _, key_a = await gateway.account_with_key(mode="live")
+    _, key_b = await gateway.account_with_key(mode="live")
     mine = await _finished_fitinview_job(gateway, key_a)
     theirs = await _finished_fitinview_job(gateway, key_b)
     async with gateway.http.get(mine["result_url"]) as response:

@@ -1,12 +1,14 @@
 """What a test-key (stock) job and a test-key submit cost in database statements (issue 10).
 
 Counted on a running gateway's own :class:`~ledger.database.Database` (``StatementCounter``: every
-``fetch`` and every transaction). A stock job is four conditional UPDATEs and no transaction: the
-claim, ``model_called`` (what polls see while a model works), the report with ``result_stored``,
-and the success (which also returns the balance the completion event carries). A job with a
-webhook still records its event in the transaction that makes it succeed. A FitInView test-key
-submit without an Idempotency-Key creates its job with one INSERT (no BEGIN/COMMIT) and reads no
-balance beyond authentication's. The sweeper is slowed so its reads stay out of the counts.
+``fetch`` and every transaction). A stock job is two conditional UPDATEs and no transaction: the
+claim, and the success, which also writes the generation report and returns the balance the
+completion event carries (the stock answer is in memory, so no poll could see ``model_called`` or
+``result_stored``); its result references the shared stock picture, uploaded once, not a copy per
+job. A job with a webhook still records its event in the transaction that makes it succeed. A
+FitInView test-key submit without an Idempotency-Key creates its job with one INSERT (no
+BEGIN/COMMIT) and reads no balance beyond authentication's. The sweeper is slowed so its reads
+stay out of the counts.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from engine.execution import run_job
+from engine.backends.stock import shared_key, stock_result
+from engine.execution import _run_claimed, fail_job, run_job
 from engine.models import StoredImage
 from engine.service import new_public_id
 from tests.conftest import GatewayFactory
@@ -67,8 +70,6 @@ async def _queued_test_job(gateway: RunningGateway, *, webhook_url: str | None =
 
 
 CLAIM = "UPDATE jobs SET status = 'running'"
-STAGE = "UPDATE jobs SET stage = $2, progress = $3 WHERE"
-STAGE_AND_REPORT = "UPDATE jobs SET report = report || $4::jsonb"
 SUCCEED = "UPDATE jobs SET status = 'succeeded'"
 
 
@@ -78,7 +79,7 @@ def _matches(statements: list[str], prefixes: list[str]) -> bool:
     )
 
 
-async def test_a_stock_job_is_four_updates_and_no_transaction(
+async def test_a_stock_job_is_two_updates_and_no_transaction(
     quiet: tuple[RunningGateway, StatementCounter],
 ) -> None:
     gateway, counter = quiet
@@ -86,7 +87,7 @@ async def test_a_stock_job_is_four_updates_and_no_transaction(
 
     statements = await counter.during(1, lambda: run_job(gateway.runtime, job_id))
 
-    assert _matches(statements, [CLAIM, STAGE, STAGE_AND_REPORT, SUCCEED]), statements
+    assert _matches(statements, [CLAIM, SUCCEED]), statements
     job = await gateway.runtime.jobs.get(job_id)
     assert job is not None
     assert (job.status, job.stage, job.progress, len(job.results)) == ("succeeded", "done", 100, 1)
@@ -95,6 +96,13 @@ async def test_a_stock_job_is_four_updates_and_no_transaction(
     assert "gate_seconds" in generation
     stored = await gateway.runtime.store.get(job.results[0].key)
     assert stored.startswith(b"\x89PNG")
+    assert job.results[0].key.startswith("stock/"), job.results
+
+    # the next stock job of that size and format references the same picture
+    second_id = await _queued_test_job(gateway)
+    await run_job(gateway.runtime, second_id)
+    second = await gateway.runtime.jobs.get(second_id)
+    assert second is not None and second.results == job.results
 
 
 async def test_a_test_key_submit_creates_its_job_with_one_insert(
@@ -140,8 +148,29 @@ async def test_a_stock_job_with_a_webhook_records_its_event_in_the_succeeding_tr
 
     statements = await counter.during(1, lambda: run_job(gateway.runtime, job_id))
 
-    assert _matches(
-        statements, [CLAIM, STAGE, STAGE_AND_REPORT, "BEGIN", SUCCEED, "INSERT INTO webhook_events"]
-    ), statements
+    assert _matches(statements, [CLAIM, "BEGIN", SUCCEED, "INSERT INTO webhook_events"]), statements
     events = await gateway.runtime.db.fetch("SELECT job, status FROM webhook_events WHERE job = $1", job_id)
     assert [event["job"] for event in events] == [job_id]
+
+
+async def test_a_stock_job_that_loses_to_a_cancel_leaves_the_shared_picture(
+    quiet: tuple[RunningGateway, StatementCounter],
+) -> None:
+    """The worker finishes a stock job an operator cancelled meanwhile: ``succeed`` refuses, the
+    report is still written, and the shared stock picture (other jobs' result too) is not deleted."""
+    gateway, _ = quiet
+    runtime = gateway.runtime
+    job_id = await _queued_test_job(gateway)
+    claimed = await runtime.jobs.claim(job_id, deadline_seconds=60)
+    assert claimed is not None
+    assert await fail_job(runtime, job_id, code="cancelled", message="cancelled", always_refund=True)
+
+    await _run_claimed(runtime, claimed)
+
+    job = await runtime.jobs.get(job_id)
+    assert job is not None
+    assert (job.status, job.error_code, job.results) == ("failed", "cancelled", [])
+    (generation,) = job.report["generations"]
+    assert generation["backend"] == "stock" and generation["quality"] == "passed", job.report
+    stored = await runtime.store.get(shared_key(stock_result(1024, "png")))
+    assert stored.startswith(b"\x89PNG")

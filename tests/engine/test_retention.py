@@ -199,6 +199,10 @@ async def test_the_scheduled_purge_deletes_expired_images_and_keeps_records_and_
 
     for name in expired_prefixes:
         assert await objects_under(gateway, name) == [], name
+    # a test-key result is the shared stock picture, which the recent job references too: it stays
+    (shared,) = expired_job.results
+    assert shared.key.startswith("stock/") and recent_job.results == expired_job.results
+    assert await objects_under(gateway, shared.key) == [shared.key]
     assert await objects_under(gateway, prefix(fiv_account, recent_job.public_id))
     assert await objects_under(gateway, prefix(fiv_account, unfinished_public))
     untouched = await purged_at(gateway, [recent_job.id, unfinished_id])
