@@ -52,3 +52,4 @@ def declare(broker: dramatiq.Broker, runtime: Runtime) -> None:
         actor.send_with_options(args=(job_id,), kwargs={"request_id": request_id} if request_id else None)
 
     runtime.job_sender = send
+    runtime.job_actor = actor  # for Runtime.send_job, the submit path's non-blocking send

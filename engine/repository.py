@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from engine.coalesce import TurnBatch
 from engine.history_indexes import ID_BOUND_MARGIN
 from engine.models import STAGE_PROGRESS, JobFilter, JobRecord, Stage, StoredImage
 from ledger.database import Database
@@ -42,6 +43,9 @@ def _json(value: Any) -> str:
 class JobRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # polls of one event-loop turn share one read (engine.coalesce; ``batch=True`` below)
+        self._polled_by_public_id = TurnBatch(self._one_by_public_id, self._many_by_public_id)
+        self._polled_by_id = TurnBatch(self._one_by_id, self._many_by_id)
 
     async def insert(
         self,
@@ -82,13 +86,84 @@ class JobRepository:
         assert record is not None
         return _row(record)
 
-    async def get(self, job_id: int) -> JobRecord | None:
+    async def insert_if_room(
+        self,
+        *,
+        max_unfinished: int,
+        public_id: str,
+        account_id: int,
+        api_key_id: int,
+        dialect: str,
+        kind: str,
+        mode: str,
+        backend: str,
+        params: dict[str, Any],
+        inputs: list[StoredImage],
+        cost_credits: int,
+        metadata: dict[str, Any] | None,
+        seed: int | None,
+        webhook_url: str | None,
+    ) -> JobRecord | None:
+        """:meth:`insert`, unless the account already has ``max_unfinished`` queued or running jobs:
+        then None, and nothing is written. Counting and inserting in one statement saves FtmvAI's
+        submit a round trip (issue 10). The caller must hold the account's row lock, taken by an
+        earlier statement of its transaction, so that this statement's snapshot (taken after the
+        lock was granted) sees every job a concurrent submit of the account committed."""
+        record = await self.db.fetchrow(
+            """INSERT INTO jobs (public_id, account, api_key, dialect, kind, mode, backend, params, inputs,
+                                 cost_credits, metadata, seed, webhook_url)
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10, $11::jsonb, $12, $13
+               WHERE (SELECT count(*) FROM jobs WHERE account = $2 AND status IN ('queued', 'running')) < $14
+               RETURNING *""",
+            public_id,
+            account_id,
+            api_key_id,
+            dialect,
+            kind,
+            mode,
+            backend,
+            _json(params),
+            _json(inputs),
+            cost_credits,
+            None if metadata is None else _json(metadata),
+            seed,
+            webhook_url,
+            max_unfinished,
+        )
+        return None if record is None else _row(record)
+
+    async def get(self, job_id: int, *, batch: bool = False) -> JobRecord | None:
+        """The job with order number ``job_id``. ``batch``: a poll's read, which may share one
+        ``= ANY`` statement with the other polls of its event-loop turn (outside a transaction)."""
+        if batch and self.db.engine.current_transaction.get() is None:
+            return await self._polled_by_id(job_id)
+        return await self._one_by_id(job_id)
+
+    async def by_public_id(self, public_id: str, *, batch: bool = False) -> JobRecord | None:
+        """The job ``public_id``; ``batch`` as for :meth:`get`."""
+        if batch and self.db.engine.current_transaction.get() is None:
+            return await self._polled_by_public_id(public_id)
+        return await self._one_by_public_id(public_id)
+
+    async def _one_by_id(self, job_id: int) -> JobRecord | None:
         record = await self.db.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
         return None if record is None else _row(record)
 
-    async def by_public_id(self, public_id: str) -> JobRecord | None:
+    async def _one_by_public_id(self, public_id: str) -> JobRecord | None:
         record = await self.db.fetchrow("SELECT * FROM jobs WHERE public_id = $1", public_id)
         return None if record is None else _row(record)
+
+    async def _many_by_id(self, job_ids: list[int]) -> list[JobRecord | None]:
+        rows = await self.db.fetch("SELECT * FROM jobs WHERE id = ANY($1::bigint[])", list(set(job_ids)))
+        found = {row["id"]: _row(row) for row in rows}
+        return [found.get(job_id) for job_id in job_ids]
+
+    async def _many_by_public_id(self, public_ids: list[str]) -> list[JobRecord | None]:
+        rows = await self.db.fetch(
+            "SELECT * FROM jobs WHERE public_id = ANY($1::varchar[])", list(set(public_ids))
+        )
+        found = {row["public_id"]: _row(row) for row in rows}
+        return [found.get(public_id) for public_id in public_ids]
 
     async def page_for_key(self, api_key_id: int, *, before_id: int | None, limit: int) -> list[JobRecord]:
         # one statement per shape: in a prepared statement's generic plan ``($2 IS NULL OR id < $2)``

@@ -9,6 +9,8 @@ variables itself.
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,8 @@ import aiohttp
 import dramatiq
 import msgspec
 import redis.asyncio as aioredis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import current_millis
 
 from engine.backends import Backend, build_backend
 from engine.backends.latency import DelayedBackend
@@ -111,6 +115,9 @@ class Runtime:
         self.job_sender: Callable[[int, str | None], object] | None = None
         """Sends ``job.submitted`` for a job id (and the submitting request's id); set when the
         actors are declared on a broker."""
+        self.job_actor: dramatiq.Actor[..., Any] | None = None
+        """The ``job.submitted`` actor (set with ``job_sender``): :meth:`send_job` builds its messages."""
+        self._dispatch: Any = None
         self.payment_event_sender: Callable[[int], object] | None = None
         self.webhook_sender: dramatiq.Actor[..., Any] | None = None
         self._started_hub = False
@@ -146,6 +153,47 @@ class Runtime:
         if self.job_sender is None:
             raise RuntimeError("no broker: engine.worker.make_broker() was not called for this runtime")
         self.job_sender(job_id, current_request_id())
+
+    async def send_job(self, job_id: int) -> None:
+        """:meth:`enqueue_job` without blocking the event loop (the submit path's enqueue).
+
+        The broker's own ``send`` is a synchronous Redis round trip that stalls every request of the
+        process while it waits; this sends the same message (built by the actor, with the middleware's
+        enqueue hooks) through the broker's own dispatch script on the async Redis client instead, as
+        :meth:`dramatiq.brokers.redis.RedisBroker.enqueue` does. Any other broker: :meth:`enqueue_job`.
+        """
+        actor = self.job_actor
+        broker = actor.broker if actor is not None else None
+        if actor is None or not isinstance(broker, RedisBroker):
+            self.enqueue_job(job_id)
+            return
+        request_id = current_request_id()
+        message = actor.message_with_options(
+            args=(job_id,), kwargs={"request_id": request_id} if request_id else None
+        )
+        message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
+        if self._dispatch is None:
+            # read once per process (a script call of its own), not on the event loop: until it has
+            # been read, every send comes back here
+            await asyncio.to_thread(broker._max_unpack_size)
+            self._dispatch = self.redis.register_script(broker.scripts["dispatch"].script)
+        broker.emit_before("enqueue", message, None)
+        await self._dispatch(
+            keys=[broker.namespace],
+            args=[
+                "enqueue",
+                current_millis(),
+                message.queue_name,
+                broker.broker_id,
+                broker.heartbeat_timeout,
+                broker.dead_message_ttl,
+                broker._should_do_maintenance("enqueue"),
+                broker._max_unpack_size(),  # type: ignore[no-untyped-call]
+                message.options["redis_message_id"],
+                message.encode(),
+            ],
+        )
+        broker.emit_after("enqueue", message, None)
 
     def backend(self, name: str) -> Backend:
         if name not in self._backends:

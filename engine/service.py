@@ -36,7 +36,7 @@ from engine.errors import (
     ServiceUnavailable,
 )
 from engine.execution import EXTENSIONS
-from engine.inputs import InputImage, load_image_from_base64, load_image_from_url
+from engine.inputs import InputImage, load_image_from_base64, load_image_from_url, load_images_from_base64
 from engine.models import (
     CatalogCommand,
     FinishedEvent,
@@ -44,6 +44,7 @@ from engine.models import (
     ImageSource,
     JobPage,
     JobRecord,
+    JobStatus,
     JobView,
     StoredImage,
     Submission,
@@ -79,7 +80,7 @@ def present(runtime: Runtime, job: JobRecord, *, input_links: bool = True) -> Jo
 
 # reading --------------------------------------------------------------------------
 async def get_job(runtime: Runtime, caller: Caller, public_id: str, *, input_links: bool = True) -> JobView:
-    job = await runtime.jobs.by_public_id(public_id)
+    job = await runtime.jobs.by_public_id(public_id, batch=True)  # a poll: may share its turn's read
     if job is None or job.api_key != caller.key.id:
         raise NotFound("Job not found")
     return present(runtime, job, input_links=input_links)
@@ -87,10 +88,11 @@ async def get_job(runtime: Runtime, caller: Caller, public_id: str, *, input_lin
 
 async def get_order(runtime: Runtime, caller: Caller, order_id: int) -> JobView:
     """A job by its integer order number; order numbers are not secret, so only the account's own."""
-    job = await runtime.jobs.get(order_id)
+    job = await runtime.jobs.get(order_id, batch=True)  # a poll: may share its turn's read
     if job is None or job.account != caller.account.id:
         raise NotFound("Order not found")
-    return present(runtime, job)
+    # FtmvAI shows the inputs' links only in a completed order's results: sign them only then
+    return present(runtime, job, input_links=job.status is JobStatus.SUCCEEDED)
 
 
 async def orders_created(runtime: Runtime, caller: Caller) -> tuple[int, int]:
@@ -227,9 +229,14 @@ async def submit_tryon(
 
 
 async def submit_catalog(
-    runtime: Runtime, caller: Caller, command: CatalogCommand, *, max_in_progress: int | None = None
+    runtime: Runtime,
+    caller: Caller,
+    command: CatalogCommand,
+    *,
+    max_in_progress: int | None = None,
+    input_links: bool = True,
 ) -> Submission:
-    """Accept a product catalog of ``command.quantity`` shots."""
+    """Accept a product catalog of ``command.quantity`` shots (``input_links``: see :func:`submit_tryon`)."""
     spec = _JobSpec(
         kind="catalog",
         sources=(("product", "product", command.product),),
@@ -241,6 +248,7 @@ async def submit_catalog(
         },
         price_name=command.price_name,
         seed=command.seed,
+        input_links=input_links,
     )
     return await _accept(runtime, caller, spec, None, max_in_progress)
 
@@ -267,7 +275,7 @@ async def _accept(
             if balance < price or balance < 0:
                 raise InsufficientCredits(required=price, available=max(balance, 0))
 
-        images = await asyncio.gather(*(_load(runtime, source) for _, _, source in spec.sources))
+        images = await _load_all(runtime, [source for _, _, source in spec.sources])
         public_id = new_public_id()
         committing = False  # past this, a failure may come from COMMIT: the job may exist after all
         try:
@@ -283,23 +291,25 @@ async def _accept(
             alone = caller.is_test and max_in_progress is None and idempotency is None
             committing = alone
             async with contextlib.nullcontext() if alone else runtime.db.transaction():
-                if max_in_progress is not None:
-                    await _admit(runtime, caller, max_in_progress)
-                job = await runtime.jobs.insert(
-                    public_id=public_id,
-                    account_id=caller.account.id,
-                    api_key_id=caller.key.id,
-                    dialect=caller.key.dialect,
-                    kind=spec.kind,
-                    mode=caller.key.mode,
-                    backend="stock" if caller.is_test else runtime.config.live_backend,
-                    params=spec.params,
-                    inputs=stored,
-                    cost_credits=price,
-                    metadata=spec.metadata,
-                    seed=spec.seed,
-                    webhook_url=spec.webhook_url,
-                )
+                row: dict[str, Any] = {
+                    "public_id": public_id,
+                    "account_id": caller.account.id,
+                    "api_key_id": caller.key.id,
+                    "dialect": caller.key.dialect,
+                    "kind": spec.kind,
+                    "mode": caller.key.mode,
+                    "backend": "stock" if caller.is_test else runtime.config.live_backend,
+                    "params": spec.params,
+                    "inputs": stored,
+                    "cost_credits": price,
+                    "metadata": spec.metadata,
+                    "seed": spec.seed,
+                    "webhook_url": spec.webhook_url,
+                }
+                if max_in_progress is None:
+                    job = await runtime.jobs.insert(**row)
+                else:
+                    job = await _admit(runtime, caller, max_in_progress, row)
                 if idempotency is not None:
                     await runtime.jobs.remember(
                         caller.key.id,
@@ -330,23 +340,28 @@ async def _accept(
         metrics.job_submitted(dialect=job.dialect, kind=job.kind, backend=job.backend, mode=job.mode)
         metrics.credits_moved("debit", price)
         log.info("job.accepted", extra={"status": "queued", "credits": price})
-        _enqueue(runtime, job.id)
+        await _enqueue(runtime, job.id)
         return Submission(job=present(runtime, job, input_links=spec.input_links), credits_remaining=balance)
 
 
-async def _admit(runtime: Runtime, caller: Caller, max_in_progress: int) -> None:
-    """Refuse a job while the account already has ``max_in_progress`` unfinished ones.
+async def _admit(runtime: Runtime, caller: Caller, max_in_progress: int, row: dict[str, Any]) -> JobRecord:
+    """Insert the job ``row``, or refuse it while the account already has ``max_in_progress``
+    unfinished ones.
 
     Runs in the creating transaction after locking the account row, so concurrent
-    submits of one account (in any process) are counted one after another.
+    submits of one account (in any process) are counted one after another. The count and the
+    insert are one statement (:meth:`~engine.repository.JobRepository.insert_if_room`), after the
+    lock's: its snapshot is taken once the lock is held.
     """
     await runtime.ledger.lock_account(caller.account.id)
-    if await runtime.jobs.count_unfinished(caller.account.id) >= max_in_progress:
+    job = await runtime.jobs.insert_if_room(max_unfinished=max_in_progress, **row)
+    if job is None:
         retry = runtime.config.concurrency_retry_after_seconds
         metrics.rate_limited(dialect=caller.dialect, scope="concurrent")
         raise RateLimited(
             retry_after=retry, limit=max_in_progress, reset=int(time.time()) + retry, scope="concurrent"
         )
+    return job
 
 
 def _check_webhook_url(runtime: Runtime, url: str) -> None:
@@ -360,11 +375,17 @@ def _check_webhook_url(runtime: Runtime, url: str) -> None:
         raise InvalidRequest(f"invalid URL: webhook_url — {exc.reason}", field="webhook_url") from None
 
 
-def _enqueue(runtime: Runtime, job_id: int) -> None:
-    try:
-        runtime.enqueue_job(job_id)
-    except (RedisError, OSError):
-        log.warning("could not enqueue job %d now; the sweeper will send it", job_id)
+async def _enqueue(runtime: Runtime, job_id: int) -> None:
+    """Send the committed job to the workers without blocking the event loop (a failure is healed by
+    the sweeper). Shielded: a request cancelled meanwhile still sends it, as the blocking send did."""
+
+    async def send() -> None:
+        try:
+            await runtime.send_job(job_id)
+        except (RedisError, OSError, TimeoutError):
+            log.warning("could not enqueue job %d now; the sweeper will send it", job_id)
+
+    await asyncio.shield(asyncio.ensure_future(send()))
 
 
 async def _replay(
@@ -419,6 +440,15 @@ async def _idempotency_lock(
             log.warning("could not release idempotency lock %s; it expires by itself", lock_key)
 
 
+async def _load_all(runtime: Runtime, sources: list[ImageSource]) -> list[InputImage]:
+    """The sources' images, validated, in order: base64 only (the common case) in one trip to the image
+    pool (:func:`engine.inputs.load_images_from_base64`), else each on its own, fetched concurrently."""
+    if all(source.base64 is not None for source in sources):
+        fields = [(source.base64, source.field) for source in sources if source.base64 is not None]
+        return await load_images_from_base64(fields, runtime.config.image_limits)
+    return list(await asyncio.gather(*(_load(runtime, source) for source in sources)))
+
+
 async def _load(runtime: Runtime, source: ImageSource) -> InputImage:
     limits = runtime.config.image_limits
     if source.base64 is not None:
@@ -433,23 +463,31 @@ async def _store_inputs(
     public_id: str,
     named: list[tuple[Literal["person", "garment", "product"], str, InputImage]],
 ) -> list[StoredImage]:
+    """Upload the inputs side by side. Every upload has ended (stored or failed) before this returns
+    or raises, so :func:`_discard_inputs` after a failure cannot race an upload still under way."""
     prefix = f"accounts/{caller.account.id}/jobs/{public_id}"
-    stored: list[StoredImage] = []
-    try:
-        for role, name, image in named:
-            key = f"{prefix}/{name}.{EXTENSIONS[image.content_type]}"
-            await runtime.store.put(key, image.data, image.content_type)
-            stored.append(
-                StoredImage(
-                    key=key,
-                    role=role,
-                    content_type=image.content_type,
-                    width=image.width,
-                    height=image.height,
-                )
-            )
-    except StorageError as exc:
-        raise ServiceUnavailable("Object storage unavailable") from exc
+    stored = [
+        StoredImage(
+            key=f"{prefix}/{name}.{EXTENSIONS[image.content_type]}",
+            role=role,
+            content_type=image.content_type,
+            width=image.width,
+            height=image.height,
+        )
+        for role, name, image in named
+    ]
+    outcomes = await asyncio.gather(
+        *(
+            runtime.store.put(entry.key, image.data, image.content_type)
+            for entry, (_, _, image) in zip(stored, named, strict=True)
+        ),
+        return_exceptions=True,
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, StorageError):
+            raise ServiceUnavailable("Object storage unavailable") from outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
     return stored
 
 

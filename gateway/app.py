@@ -17,7 +17,7 @@ from typing import Any
 import dramatiq
 from litestar import Litestar, Request, Response
 from litestar.connection import ASGIConnection
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
 
@@ -31,7 +31,7 @@ from engine.worker import make_broker, start_worker, sweep_forever
 from gateway import account, health
 from gateway.admin.openapi import build_openapi_route
 from gateway.admin.routes import build_admin_router, malformed_integer_id
-from gateway.auth import authenticate, one_guard, provide_caller
+from gateway.auth import authenticate, gate, one_guard, provide_caller
 from gateway.body_drain import BodyDrain
 from gateway.console.routes import build_console_router, template_config
 from gateway.discovery import build_discovery_router
@@ -109,11 +109,11 @@ def create_app(
 
     # Each provider takes the one before (runtime → caller → the rest) only so that Litestar
     # resolves them one after another: side by side they cost an anyio task group per request.
-    def provide_rate_verdict(request: Request[Any, Any, Any], caller: Caller) -> RateVerdict:
+    def provide_rate_verdict(request: Request[Any, Any, Any], caller: NamedDependency[Caller]) -> RateVerdict:
         verdict: RateVerdict = request.state.rate_verdict
         return verdict
 
-    def provide_max_in_progress(caller: Caller) -> int:
+    def provide_max_in_progress(caller: NamedDependency[Caller]) -> int:
         return PLANS[caller.account.plan].concurrent
 
     fitinview_config = fitinview.FitInViewConfig(rate_limit_per_min=settings.rate_limit_per_min)
@@ -142,11 +142,13 @@ def create_app(
             broker.close()
             await runtime.close()
 
+    # The dialects' routers authenticate and count through a before_request hook (gate) rather than a
+    # guard: same checks, without Litestar's copy of the route handler per guard and request.
     ftmvai_router = ftmvai.build_router(
-        guards=[one_guard(authenticate(runtime, "ftmvai", pins), ftmvai_limits)]
+        before_request=gate(authenticate(runtime, "ftmvai", pins), ftmvai_limits)
     )
     fitinview_router = fitinview.build_router(
-        guards=[one_guard(authenticate(runtime, "fitinview", pins), limits)], dependencies={}
+        before_request=gate(authenticate(runtime, "fitinview", pins), limits), dependencies={}
     )
 
     app = Litestar(

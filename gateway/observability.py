@@ -114,6 +114,14 @@ class RequestObservability:
         dialect = route_dialect(route, caller)
         method = str(scope.get("method", "GET"))
         metrics.http_request(route=route, method=method, status=status, dialect=dialect, seconds=seconds)
+        if status >= 500:
+            level = logging.ERROR
+        elif route in QUIET_ROUTES:
+            level = logging.DEBUG
+        else:
+            level = logging.INFO
+        if not log.isEnabledFor(level):  # e.g. TRYON_LOG_LEVEL=warning: no line, so no fields to build
+            return
         fields: dict[str, Any] = {
             "method": method,
             "route": route,
@@ -124,12 +132,6 @@ class RequestObservability:
         if caller is not None:
             fields["account_id"] = caller.account.id
             fields["key_prefix"] = caller.key.key_hint
-        if status >= 500:
-            level = logging.ERROR
-        elif route in QUIET_ROUTES:
-            level = logging.DEBUG
-        else:
-            level = logging.INFO
         log.log(level, "http.request", extra=fields)
 
 

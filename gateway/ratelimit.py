@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,6 +32,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from engine import key_usage, metrics
 from engine.access import Caller, RateVerdict
+from engine.coalesce import TurnBatch
 from engine.errors import RateLimited, ServiceUnavailable
 
 
@@ -106,15 +108,42 @@ async def round_trip(
         *(str(c.window.limit) for c in count),
         *(str(c.expire) for c in count),
     ]
+    command = ("EVALSHA", SCRIPT_SHA, len(keys), *keys, *args)
     try:
         try:
-            result = await redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+            result = await _scripts_for(redis)(command)
         except NoScriptError:  # a fresh (or flushed) Redis: load it once, then it is cached there
             await redis.script_load(SCRIPT)
-            result = await redis.evalsha(SCRIPT_SHA, len(keys), *keys, *args)
+            result = await redis.execute_command(*command)  # type: ignore[no-untyped-call]
     except RedisError as exc:
         raise ServiceUnavailable("Rate limiter unavailable") from exc
     return [int(value) for value in result]
+
+
+def _scripts_for(redis: aioredis.Redis) -> TurnBatch[tuple[Any, ...], Any]:
+    """The client's :class:`~engine.coalesce.TurnBatch` of EVALSHAs: a turn's scripts go as one
+    pipeline (no MULTI: each script is atomic by itself, as before; each request still makes one
+    Redis round trip, shared), a lone one as its own EVALSHA."""
+    batch = _script_batches.get(redis)
+    if batch is None:
+
+        async def alone(command: tuple[Any, ...]) -> Any:
+            return await redis.execute_command(*command)  # type: ignore[no-untyped-call]
+
+        async def together(commands: list[tuple[Any, ...]]) -> list[Any]:
+            async with redis.pipeline(transaction=False) as pipe:
+                for command in commands:
+                    pipe.execute_command(*command)
+                answers: list[Any] = await pipe.execute(raise_on_error=False)
+            return answers
+
+        batch = _script_batches[redis] = TurnBatch(alone, together)
+    return batch
+
+
+_script_batches: weakref.WeakKeyDictionary[aioredis.Redis, TurnBatch[tuple[Any, ...], Any]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _verdict(counter: Counter, count: int) -> RateVerdict:
@@ -166,13 +195,14 @@ def per_key_limits(redis: aioredis.Redis, namespace: str, windows: dict[str, Win
     """A guard applying the window named by the route's ``opt["rate"]`` to the authenticated key."""
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-        caller: Caller = connection.state.caller
+        state = connection.scope["state"]  # what connection.state wraps, without a State per access
+        caller: Caller = state["caller"]
         rate = handler.opt.get("rate")
         if rate is None:
             await note_use(redis, namespace, caller.key.id)
             return
         with counted(caller.dialect):
-            connection.state.rate_verdict = await hit(
+            state["rate_verdict"] = await hit(
                 redis, namespace, str(caller.key.id), windows[rate], note_key_id=caller.key.id
             )
 
@@ -294,7 +324,8 @@ async def apply_plan_limits(
     connection: ASGIConnection[Any, Any, Any, Any],
     rate: str | None,
 ) -> None:
-    caller: Caller = connection.state.caller
+    state = connection.scope["state"]  # what connection.state wraps, without a State per access
+    caller: Caller = state["caller"]
     plan = PLANS[caller.account.plan]
     key_id = caller.key.id
     if rate == "order":
@@ -302,8 +333,8 @@ async def apply_plan_limits(
             verdict, reservation = await reserve_order(
                 redis, namespace, caller.account.id, plan, note_key_id=key_id
             )
-        connection.state.order_reservation = reservation
-        connection.state.rate_verdict = verdict
+        state["order_reservation"] = reservation
+        state["rate_verdict"] = verdict
         return
     now = time.time()
     orders = _order_counters(namespace, caller.account.id, plan, now)
@@ -315,7 +346,7 @@ async def apply_plan_limits(
             metrics.rate_limited(dialect=caller.dialect, scope=read_window.scope)
             raise _refusal(reads[0], now)
         verdicts.append(_verdict(reads[0], counts[0]))
-    connection.state.rate_verdict = _closest(verdicts)
+    state["rate_verdict"] = _closest(verdicts)
 
 
 def release_reserved_order(redis: aioredis.Redis) -> Any:

@@ -15,6 +15,14 @@ Every wait on PostgreSQL is bounded when the runtime gives bounds (``TRYON_DATAB
 taking a connection from the pool (or opening one) and each statement. A stalled server (hung, or a
 network that drops packets) then fails the request with a timeout, which the APIs answer 503, instead of
 holding it, and every request after it, forever.
+
+A connection going back to the pool is not reset beyond what asyncpg always does (roll back an open
+transaction, drop listener callbacks): asyncpg's default reset sends ``pg_advisory_unlock_all(); CLOSE
+ALL; UNLISTEN *; RESET ALL`` on every release, a second round trip for every one-statement read (a
+poll, issue 10). Nothing here leaves session state on a pooled connection: advisory locks are
+transaction-scoped (``pg_advisory_xact_lock``), ``SET`` is ``SET TRANSACTION``, there is no ``LISTEN``
+and no ``WITH HOLD`` cursor; code that needs such state takes its own connection (as
+:func:`apply_migrations` does).
 """
 
 from __future__ import annotations
@@ -77,6 +85,10 @@ class _Transaction(PostgresTransaction):
                 self.connection.terminate()
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing beyond asyncpg's own rollback (see the module's docstring)."""
+
+
 class Database:
     def __init__(
         self,
@@ -102,7 +114,7 @@ class Database:
     async def start(self) -> None:
         if self.engine.pool is None:
             low, high = self._pool_size
-            await self.engine.start_connection_pool(min_size=low, max_size=high)
+            await self.engine.start_connection_pool(min_size=low, max_size=high, reset=_keep_session)
 
     async def close(self) -> None:
         if self.engine.pool is not None:

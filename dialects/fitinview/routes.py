@@ -1,8 +1,10 @@
 """FitInView's routes: decode, call one engine service function, encode.
 
-The gateway builds this router with its guards (authentication, rate limits)
-and dependencies (``caller``, ``runtime``); each handler declares through
-``opt["rate"]`` which limit its calls count against.
+The gateway builds this router with its gate (authentication, then rate limits, as a
+``before_request`` hook) and dependencies (``caller``, ``runtime``); each handler declares
+through ``opt["rate"]`` which limit its calls count against. The submit and the poll, the hot
+routes, read the caller from the request's state and the runtime from the app's state instead
+of having them injected, and answer pre-encoded JSON (issue 10, ``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery
-from litestar.types import Guard
+from litestar.types import ASGIApp, BeforeRequestHookHandler, Guard
 
 from dialects.fitinview import responses
 from dialects.fitinview.errors import EXCEPTION_HANDLERS
 from dialects.fitinview.openapi import OPENAPI_DOCUMENT
 from dialects.fitinview.purchase import purchase_credits
 from dialects.fitinview.requests import parse_tryon
-from dialects.fitinview.schemas import AccountResponse, TryOnJobList, TryOnJobStatus, TryOnSubmitResponse
+from dialects.fitinview.schemas import AccountResponse, TryOnJobList
+from dialects.json_answer import JsonAnswer
 from dialects.text import is_storable, storable_text
 from engine import prices, service
 from engine.access import Caller
@@ -37,9 +40,13 @@ class FitInViewConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @post("/tryon", status_code=200, opt={"rate": "submit"})
-async def submit_tryon(
-    request: Request[Any, Any, Any], caller: NamedDependency[Caller], runtime: NamedDependency[Runtime]
-) -> TryOnSubmitResponse:
+async def submit_tryon(request: Request[Any, Any, Any]) -> ASGIApp:
+    """The submit (a ``TryOnSubmitResponse``). The caller comes from the gate's request state and the
+    runtime from the app's state, and the answer is a pre-encoded :class:`~dialects.json_answer.JsonAnswer`,
+    as for the poll: Litestar's injection and response building were a visible share of a submit's
+    CPU (issue 10)."""
+    runtime: Runtime = request.app.state.runtime
+    caller: Caller = request.scope["state"]["caller"]
     # Streamed, not request.body(): that would keep the body cached on the request while it waits.
     parsed = parse_tryon(
         b"".join([chunk async for chunk in request.stream()]), request.headers.get("idempotency-key")
@@ -58,7 +65,7 @@ async def submit_tryon(
         submission = await service.wait_for_submission(
             runtime, caller, submission, wait_seconds, input_links=False
         )
-    return responses.submit_response(submission, waited=wait, wait_seconds=wait_seconds)
+    return JsonAnswer(responses.submit_response(submission, waited=wait, wait_seconds=wait_seconds))
 
 
 @get("/tryon", opt={"rate": "read"})
@@ -80,12 +87,17 @@ async def list_tryons(
 
 
 @get("/tryon/{job_id:str}", opt={"rate": "read"})
-async def get_tryon(
-    job_id: FromPath[str], caller: NamedDependency[Caller], runtime: NamedDependency[Runtime]
-) -> TryOnJobStatus:
+async def get_tryon(request: Request[Any, Any, Any], job_id: FromPath[str]) -> ASGIApp:
+    """The poll (issue 10: its hottest route). The caller comes from the gate's request state and
+    the runtime from the app's state rather than through injected dependencies, and the answer
+    is a pre-encoded :class:`~dialects.json_answer.JsonAnswer` (a ``TryOnJobStatus``, as before):
+    each of those was a visible share of a poll's CPU."""
     if not is_storable(job_id):  # no stored id holds such a character; the database would refuse it
         raise NotFound("Job not found")
-    return responses.job_status(await service.get_job(runtime, caller, job_id, input_links=False))
+    runtime: Runtime = request.app.state.runtime
+    caller: Caller = request.scope["state"]["caller"]
+    job = await service.get_job(runtime, caller, job_id, input_links=False)
+    return JsonAnswer(responses.job_status(job))
 
 
 def _page_size(raw: str | None) -> int:
@@ -116,12 +128,19 @@ async def openapi_document() -> Response[bytes]:
     return Response(OPENAPI_DOCUMENT, media_type="application/json")
 
 
-def build_router(*, guards: Sequence[Guard], dependencies: dict[str, Provide]) -> Router:
-    """The authenticated FitInView routes under ``/api/v1``."""
+def build_router(
+    *,
+    guards: Sequence[Guard] = (),
+    dependencies: dict[str, Provide],
+    before_request: BeforeRequestHookHandler | None = None,
+) -> Router:
+    """The authenticated FitInView routes under ``/api/v1`` (authentication and limits as ``guards``
+    or, cheaper, as a ``before_request`` hook: ``gateway.auth.gate``)."""
     return Router(
         path="/api/v1",
         route_handlers=[submit_tryon, list_tryons, get_tryon, purchase_credits],
         guards=list(guards),
+        before_request=before_request,
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )

@@ -202,7 +202,23 @@ async def test_a_submit_and_its_triggers_read_indexes(
         assert await jobs.remembered(key, "retry-1", 86400) is None
         await ledger.balance(account)
         await ledger.lock_account(account)
-        await jobs.count_unfinished(account)
+        admitted = await jobs.insert_if_room(  # FtmvAI's: counted and inserted in one statement
+            max_unfinished=10**6,
+            public_id="job_plans_test_admitted",
+            account_id=account,
+            api_key_id=key,
+            dialect="fitinview",
+            kind="tryon",
+            mode="live",
+            backend="gemini",
+            params={},
+            inputs=[],
+            cost_credits=1,
+            metadata=None,
+            seed=None,
+            webhook_url=None,
+        )
+        assert admitted is not None
         job = await jobs.insert(
             public_id="job_plans_test",
             account_id=account,

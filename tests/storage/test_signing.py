@@ -1,15 +1,16 @@
-"""Our SigV4 link signer gives exactly the links minio's signer gives for the same instant."""
+"""Our SigV4 signers give exactly the links (and upload headers) minio's signer gives for the same instant."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
 import pytest
 from minio.credentials.credentials import Credentials
-from minio.signer import presign_v4
+from minio.signer import presign_v4, sign_v4_s3
 
-from storage.signing import LinkSigner
+from storage.signing import LinkSigner, sign_upload
 
 KEYS = (
     "accounts/1/jobs/job_0123abcd/result.png",
@@ -50,3 +51,40 @@ def test_it_refuses_what_s3_would() -> None:
             signer.sign(key, ttl)
     with pytest.raises(ValueError):
         LinkSigner(base_url="s3.example.com", bucket="b", access_key="a", secret_key="b", region="r")
+
+
+@pytest.mark.parametrize("base_url", ["http://127.0.0.1:8333", "https://s3.example.com:9000/prefix"])
+@pytest.mark.parametrize("key", KEYS)
+def test_upload_headers_match_minios_signer(base_url: str, key: str) -> None:
+    """An input upload is signed exactly as minio's ``sign_v4_s3`` signs the same headers."""
+    when = datetime(2026, 12, 1, 23, 59, 58, tzinfo=UTC)
+    url = urlsplit(f"{base_url}/tryon-test/{quote(key, safe='/')}")
+    digest = hashlib.sha256(b"image bytes").hexdigest()
+    headers = {
+        "Host": url.netloc,
+        "Content-Type": "image/jpeg",
+        "Content-Length": "11",
+        "x-amz-content-sha256": digest,
+        "x-amz-date": when.strftime("%Y%m%dT%H%M%SZ"),
+    }
+    expected = sign_v4_s3(
+        method="PUT",
+        url=url,
+        region="eu-west-3",
+        headers=dict(headers),
+        credentials=Credentials("AKIA/EXAMPLE", "s3cr3t"),
+        content_sha256=digest,
+        date=when,
+    )
+    signed = sign_upload(
+        host=url.netloc,
+        path=url.path,
+        content_type="image/jpeg",
+        content_length=11,
+        payload_sha256=digest,
+        access_key="AKIA/EXAMPLE",
+        secret_key="s3cr3t",
+        region="eu-west-3",
+        now=when,
+    )
+    assert signed == {name: str(value) for name, value in expected.items()}
