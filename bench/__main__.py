@@ -122,13 +122,19 @@ class Bench:
     def ceilings(self) -> None:
         order_id = int(self.polls["ftmvai"].rsplit("/", 1)[1])
         results = ceilings.measure(
-            self.database_url, self.log_dir, self.shape, job_id=order_id, submit_body=self.bodies["fitinview"]
+            self.database_url,
+            self.log_dir,
+            self.shape,
+            job_id=order_id,
+            submit_body=self.bodies["fitinview"],
+            env=self.env,
         )
         labels = {
             "bare_get": "bare Litestar GET",
             "decode_post": "bare POST + msgspec decode",
             "pk_select": "bare asyncpg PK select",
             "debit_tx": "bare debit transaction",
+            "store_debit": "bare decode, two S3 PUTs, debit",
         }
         for name, result in results.items():
             self.run.add(
@@ -154,6 +160,12 @@ class Bench:
             SUBMIT_TARGET,
             "async submit {} / bare debit tx",
         )
+        stored = self.run.value("ceilings", "store_debit")
+        for name in ("fitinview_test", "ftmvai_test"):
+            value = self.run.value("submit", name)
+            if value is not None and stored:
+                note = "no target: the floor that also stores both inputs, as every submit must"
+                self.run.add("submit", f"{name} / bare store+debit", value / stored, "x", note)
 
     def ratios(self, section: str, names: tuple[str, ...], ceiling: str, target: float, label: str) -> None:
         reference = self.run.value("ceilings", ceiling)
