@@ -4,7 +4,7 @@ One ``tryon-gateway serve`` process (no worker, so jobs stay queued) is warmed u
 resident memory read; then a separate load process (``python -m bench.waits client …``) opens
 ``waiters`` connections, each holding ``POST /api/v1/tryon`` with ``wait: true`` (test key, 256 px
 base64 images), started at ``fill_rate`` per second (clients arrive over time; the default is
-80 % of the run's own async-submit rate, so the fill measures holding, not a submit stampede
+60 % of the run's own async-submit rate, so the fill measures holding, not a submit stampede
 through a 10-connection pool). Once every job is in the database and held, the server's memory is read again
 (the growth is the target), then jobs are finished the way a worker finishes them — the job row
 becomes ``succeeded`` (its person input stands in as the result) and it is announced on the
