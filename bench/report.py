@@ -192,7 +192,11 @@ def chart(run: Run, path: Path) -> bool:
         ),
         (
             "Async submits vs. the bare debit transaction (target >= 0.3x, test keys)",
-            [("bare POST decode", "ceilings", "decode_post"), ("bare debit tx", "ceilings", "debit_tx")],
+            [
+                ("bare POST decode", "ceilings", "decode_post"),
+                ("bare debit tx", "ceilings", "debit_tx"),
+                ("bare 2 PUTs + debit", "ceilings", "store_debit"),
+            ],
             [
                 ("FitInView test", "submit", "fitinview_test"),
                 ("FitInView live", "submit", "fitinview_live"),
