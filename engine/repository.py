@@ -8,7 +8,7 @@ workers, sweepers and redelivered messages cannot double-run or rewind a job.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import msgspec
 
@@ -40,6 +40,53 @@ def _json(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
+class NewJob(TypedDict):
+    """The columns a submit gives a new job (:meth:`JobRepository.insert`)."""
+
+    public_id: str
+    account_id: int
+    api_key_id: int
+    dialect: str
+    kind: str
+    mode: str
+    backend: str
+    params: dict[str, Any]
+    inputs: list[StoredImage]
+    cost_credits: int
+    metadata: dict[str, Any] | None
+    seed: int | None
+    webhook_url: str | None
+
+
+_INSERT = """INSERT INTO jobs (public_id, account, api_key, dialect, kind, mode, backend, params, inputs,
+                               cost_credits, metadata, seed, webhook_url)
+             {source}
+             RETURNING *"""
+_INSERT_VALUES = "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10, $11::jsonb, $12, $13)"
+_INSERT_IF_ROOM = """SELECT $1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10, $11::jsonb, $12, $13
+             WHERE (SELECT count(*) FROM jobs WHERE account = $2 AND status IN ('queued', 'running')) < $14"""
+
+
+def _insert_args(job: NewJob) -> tuple[Any, ...]:
+    """``job`` as ``_INSERT``'s parameters $1 to $13."""
+    metadata = job["metadata"]
+    return (
+        job["public_id"],
+        job["account_id"],
+        job["api_key_id"],
+        job["dialect"],
+        job["kind"],
+        job["mode"],
+        job["backend"],
+        _json(job["params"]),
+        _json(job["inputs"]),
+        job["cost_credits"],
+        None if metadata is None else _json(metadata),
+        job["seed"],
+        job["webhook_url"],
+    )
+
+
 class JobRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -47,88 +94,19 @@ class JobRepository:
         self._polled_by_public_id = TurnBatch(self._one_by_public_id, self._many_by_public_id)
         self._polled_by_id = TurnBatch(self._one_by_id, self._many_by_id)
 
-    async def insert(
-        self,
-        *,
-        public_id: str,
-        account_id: int,
-        api_key_id: int,
-        dialect: str,
-        kind: str,
-        mode: str,
-        backend: str,
-        params: dict[str, Any],
-        inputs: list[StoredImage],
-        cost_credits: int,
-        metadata: dict[str, Any] | None,
-        seed: int | None,
-        webhook_url: str | None,
-    ) -> JobRecord:
-        record = await self.db.fetchrow(
-            """INSERT INTO jobs (public_id, account, api_key, dialect, kind, mode, backend, params, inputs,
-                                 cost_credits, metadata, seed, webhook_url)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10, $11::jsonb, $12, $13)
-               RETURNING *""",
-            public_id,
-            account_id,
-            api_key_id,
-            dialect,
-            kind,
-            mode,
-            backend,
-            _json(params),
-            _json(inputs),
-            cost_credits,
-            None if metadata is None else _json(metadata),
-            seed,
-            webhook_url,
-        )
+    async def insert(self, **job: Unpack[NewJob]) -> JobRecord:
+        record = await self.db.fetchrow(_INSERT.format(source=_INSERT_VALUES), *_insert_args(job))
         assert record is not None
         return _row(record)
 
-    async def insert_if_room(
-        self,
-        *,
-        max_unfinished: int,
-        public_id: str,
-        account_id: int,
-        api_key_id: int,
-        dialect: str,
-        kind: str,
-        mode: str,
-        backend: str,
-        params: dict[str, Any],
-        inputs: list[StoredImage],
-        cost_credits: int,
-        metadata: dict[str, Any] | None,
-        seed: int | None,
-        webhook_url: str | None,
-    ) -> JobRecord | None:
+    async def insert_if_room(self, *, max_unfinished: int, **job: Unpack[NewJob]) -> JobRecord | None:
         """:meth:`insert`, unless the account already has ``max_unfinished`` queued or running jobs:
         then None, and nothing is written. Counting and inserting in one statement saves FtmvAI's
         submit a round trip (issue 10). The caller must hold the account's row lock, taken by an
         earlier statement of its transaction, so that this statement's snapshot (taken after the
         lock was granted) sees every job a concurrent submit of the account committed."""
         record = await self.db.fetchrow(
-            """INSERT INTO jobs (public_id, account, api_key, dialect, kind, mode, backend, params, inputs,
-                                 cost_credits, metadata, seed, webhook_url)
-               SELECT $1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10, $11::jsonb, $12, $13
-               WHERE (SELECT count(*) FROM jobs WHERE account = $2 AND status IN ('queued', 'running')) < $14
-               RETURNING *""",
-            public_id,
-            account_id,
-            api_key_id,
-            dialect,
-            kind,
-            mode,
-            backend,
-            _json(params),
-            _json(inputs),
-            cost_credits,
-            None if metadata is None else _json(metadata),
-            seed,
-            webhook_url,
-            max_unfinished,
+            _INSERT.format(source=_INSERT_IF_ROOM), *_insert_args(job), max_unfinished
         )
         return None if record is None else _row(record)
 
@@ -192,14 +170,6 @@ class JobRepository:
         )
         assert record is not None
         return int(record["today"]), int(record["total"])
-
-    async def count_unfinished(self, account_id: int) -> int:
-        record = await self.db.fetchrow(
-            "SELECT count(*) AS n FROM jobs WHERE account = $1 AND status IN ('queued', 'running')",
-            account_id,
-        )
-        assert record is not None
-        return int(record["n"])
 
     async def count_for_key(self, api_key_id: int) -> int:
         """Jobs the key created, from ``job_counts`` (kept by the job-insert trigger)."""

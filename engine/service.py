@@ -52,6 +52,7 @@ from engine.models import (
 )
 from engine.outage import as_unavailable
 from engine.outbound import OutboundRefused, check_url
+from engine.repository import NewJob
 from engine.runtime import Runtime
 from storage.errors import StorageError
 
@@ -291,7 +292,7 @@ async def _accept(
             alone = caller.is_test and max_in_progress is None and idempotency is None
             committing = alone
             async with contextlib.nullcontext() if alone else runtime.db.transaction():
-                row: dict[str, Any] = {
+                row: NewJob = {
                     "public_id": public_id,
                     "account_id": caller.account.id,
                     "api_key_id": caller.key.id,
@@ -344,7 +345,7 @@ async def _accept(
         return Submission(job=present(runtime, job, input_links=spec.input_links), credits_remaining=balance)
 
 
-async def _admit(runtime: Runtime, caller: Caller, max_in_progress: int, row: dict[str, Any]) -> JobRecord:
+async def _admit(runtime: Runtime, caller: Caller, max_in_progress: int, row: NewJob) -> JobRecord:
     """Insert the job ``row``, or refuse it while the account already has ``max_in_progress``
     unfinished ones.
 

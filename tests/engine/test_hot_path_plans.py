@@ -28,7 +28,7 @@ import pytest
 from bench.admin_at_size import fill
 from engine.history_indexes import TABLES as HISTORY_TABLES
 from engine.models import JobFilter
-from engine.repository import JobRepository
+from engine.repository import JobRepository, NewJob
 from ledger.database import Database
 from ledger.repository import LedgerRepository
 from ledger.service import LedgerService
@@ -202,38 +202,26 @@ async def test_a_submit_and_its_triggers_read_indexes(
         assert await jobs.remembered(key, "retry-1", 86400) is None
         await ledger.balance(account)
         await ledger.lock_account(account)
-        admitted = await jobs.insert_if_room(  # FtmvAI's: counted and inserted in one statement
-            max_unfinished=10**6,
-            public_id="job_plans_test_admitted",
-            account_id=account,
-            api_key_id=key,
-            dialect="fitinview",
-            kind="tryon",
-            mode="live",
-            backend="gemini",
-            params={},
-            inputs=[],
-            cost_credits=1,
-            metadata=None,
-            seed=None,
-            webhook_url=None,
-        )
+        new_job: NewJob = {
+            "public_id": "job_plans_test",
+            "account_id": account,
+            "api_key_id": key,
+            "dialect": "fitinview",
+            "kind": "tryon",
+            "mode": "live",
+            "backend": "gemini",
+            "params": {},
+            "inputs": [],
+            "cost_credits": 1,
+            "metadata": None,
+            "seed": None,
+            "webhook_url": None,
+        }
+        first: NewJob = {**new_job, "public_id": "job_plans_test_admitted"}
+        # FtmvAI's insert: counted and inserted in one statement
+        admitted = await jobs.insert_if_room(max_unfinished=10**6, **first)
         assert admitted is not None
-        job = await jobs.insert(
-            public_id="job_plans_test",
-            account_id=account,
-            api_key_id=key,
-            dialect="fitinview",
-            kind="tryon",
-            mode="live",
-            backend="gemini",
-            params={},
-            inputs=[],
-            cost_credits=1,
-            metadata=None,
-            seed=None,
-            webhook_url=None,
-        )
+        job = await jobs.insert(**new_job)
         await ledger.debit_for_job(account, job.id, 1)
         await jobs.remember(key, "retry-1", "0" * 64, job.id, 86400)
 
