@@ -399,14 +399,21 @@ async def _store_results(
     for index, image in enumerate(images, start=1):
         name = "result" if len(images) == 1 else f"result-{index}"
         key = f"{prefix}/{name}.{EXTENSIONS[image.content_type]}"
-        try:
-            await runtime.store.put(key, image.data, image.content_type)
-        except StorageError as exc:
-            with contextlib.suppress(Exception):  # ops detail only: never in the way of the refund
-                await runtime.jobs.add_report(job.id, {"generations": generations})
-            raise _StorageStepFailed("storing the result failed", exc) from exc
+        await _put_result(runtime, job, key, image, generations)
         results.append(_stored(key, image))
     return results
+
+
+async def _put_result(
+    runtime: Runtime, job: JobRecord, key: str, image: GeneratedImage, generations: list[dict[str, Any]]
+) -> None:
+    """Upload one result; if that fails, keep the generations in the job's report, then fail the step."""
+    try:
+        await runtime.store.put(key, image.data, image.content_type)
+    except StorageError as exc:
+        with contextlib.suppress(Exception):  # ops detail only: never in the way of the refund
+            await runtime.jobs.add_report(job.id, {"generations": generations})
+        raise _StorageStepFailed("storing the result failed", exc) from exc
 
 
 def _stored(key: str, image: GeneratedImage) -> StoredImage:
@@ -439,12 +446,7 @@ async def _share_stock_results(
     for image in images:
         key = shared_key(image)
         if now - uploaded.get(key, -SHARED_REFRESH_SECONDS) >= SHARED_REFRESH_SECONDS:
-            try:
-                await runtime.store.put(key, image.data, image.content_type)
-            except StorageError as exc:
-                with contextlib.suppress(Exception):  # ops detail only: never in the way of the refund
-                    await runtime.jobs.add_report(job.id, {"generations": generations})
-                raise _StorageStepFailed("storing the result failed", exc) from exc
+            await _put_result(runtime, job, key, image, generations)
             uploaded[key] = now
         results.append(_stored(key, image))
     return results
