@@ -10,19 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.gateway import RunningGateway, fixture_b64
+from tests.support.gateway import RunningGateway, fitinview_tryon_body
 
 NESTED = b"[" * 50_000 + b"]" * 50_000
 NESTED_OBJECT = b'{"a":' * 50_000 + b"1" + b"}" * 50_000
-
-
-def tryon_body(**extra: Any) -> dict[str, Any]:
-    return {
-        "person_image_b64": fixture_b64("person-astronaut.png"),
-        "garment_images_b64": [fixture_b64("garment-shirt-red-stripes.png")],
-        "wait": False,
-        **extra,
-    }
 
 
 @pytest.mark.parametrize(
@@ -39,7 +30,9 @@ async def test_fitinview_unstorable_text_is_a_400_naming_the_field(
     gateway: RunningGateway, extra: dict[str, Any], field: str
 ) -> None:
     account_id, key = await gateway.account_with_key(credits=10)
-    status, body, _ = await gateway.request("POST", "/api/v1/tryon", key=key, json=tryon_body(**extra))
+    status, body, _ = await gateway.request(
+        "POST", "/api/v1/tryon", key=key, json=fitinview_tryon_body(**extra)
+    )
     assert status == 400, body
     assert set(body) == {"detail"} and field in body["detail"], body
     account = await gateway.admin("GET", f"/accounts/{account_id}")

@@ -11,7 +11,7 @@ import asyncio
 from typing import Any
 
 from tests.dialects.ftmvai.test_orders import tryon_body
-from tests.support.gateway import RunningGateway, fixture_b64
+from tests.support.gateway import RunningGateway, fitinview_tryon_body
 
 ROUNDS = 6
 
@@ -20,16 +20,7 @@ async def test_concurrent_polls_each_get_their_own_answer(gateway: RunningGatewa
     fitinview: list[tuple[str, str]] = []  # (key, job id)
     for _ in range(3):
         _, key = await gateway.account_with_key(mode="test")
-        status, job, _ = await gateway.request(
-            "POST",
-            "/api/v1/tryon",
-            key=key,
-            json={
-                "person_image_b64": fixture_b64("person-astronaut.png"),
-                "garment_images_b64": [fixture_b64("garment-shirt-red-stripes.png")],
-                "wait": False,
-            },
-        )
+        status, job, _ = await gateway.request("POST", "/api/v1/tryon", key=key, json=fitinview_tryon_body())
         assert status in (200, 202), job
         fitinview.append((key, job["job_id"]))
     ftmvai: list[tuple[str, int]] = []

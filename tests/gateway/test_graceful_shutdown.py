@@ -7,8 +7,8 @@ import signal
 
 import aiohttp
 
-from tests.gateway.test_processes import Processes, call, processes, wait_ready
-from tests.support.gateway import ADMIN_TOKEN, fixture_b64, free_port
+from tests.gateway.test_processes import Processes, call, new_test_key, processes, wait_ready
+from tests.support.gateway import fixture_b64, free_port
 
 __all__ = ["processes"]  # the fixture, shared with test_processes
 
@@ -20,23 +20,16 @@ async def test_sigterm_answers_held_sync_waits_running(
     base = f"http://127.0.0.1:{port}"
     serve = processes.start("serve", "--port", str(port), TRYON_SYNC_WAIT_SECONDS="120")
     await wait_ready(http, base, serve)
-    _, account = await call(
-        http, "POST", base + "/admin/accounts", ADMIN_TOKEN, {"name": "Drain", "dialect": "fitinview"}
-    )
-    _, key = await call(
-        http, "POST", f"{base}/admin/accounts/{account['id']}/keys", ADMIN_TOKEN, {"mode": "test"}
-    )
+    key = await new_test_key(http, base, "Drain")
     body = {
         "person_image_b64": fixture_b64("person-astronaut.png"),
         "garment_images_b64": [fixture_b64("garment-shirt-red-stripes.png")],
         "wait": True,
     }
     # No worker runs: the jobs stay queued, so each request is held by its sync wait.
-    held = [
-        asyncio.create_task(call(http, "POST", base + "/api/v1/tryon", key["key"], body)) for _ in range(3)
-    ]
+    held = [asyncio.create_task(call(http, "POST", base + "/api/v1/tryon", key, body)) for _ in range(3)]
     for _ in range(200):
-        _, page = await call(http, "GET", base + "/api/v1/tryon", key["key"])
+        _, page = await call(http, "GET", base + "/api/v1/tryon", key)
         if len(page["jobs"]) == 3:
             break
         await asyncio.sleep(0.1)

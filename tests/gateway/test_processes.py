@@ -86,6 +86,17 @@ async def call(http: aiohttp.ClientSession, method: str, url: str, token: str, b
         return response.status, await response.json(content_type=None)
 
 
+async def new_test_key(http: aiohttp.ClientSession, base: str, name: str) -> str:
+    """A new FitInView account's test key, made through ``base``'s admin API."""
+    _, account = await call(
+        http, "POST", base + "/admin/accounts", ADMIN_TOKEN, {"name": name, "dialect": "fitinview"}
+    )
+    _, key = await call(
+        http, "POST", f"{base}/admin/accounts/{account['id']}/keys", ADMIN_TOKEN, {"mode": "test"}
+    )
+    return str(key["key"])
+
+
 async def poll_until(
     http: aiohttp.ClientSession, url: str, key: str, wanted: set[str], timeout: float, status_field: str = ""
 ) -> Any:

@@ -37,6 +37,16 @@ def fixture_b64(name: str) -> str:
     return base64.b64encode(fixture_bytes(name)).decode()
 
 
+def fitinview_tryon_body(**extra: Any) -> dict[str, Any]:
+    """An async FitInView try-on of the fixture person and shirt, inline (``extra`` overrides)."""
+    return {
+        "person_image_b64": fixture_b64("person-astronaut.png"),
+        "garment_images_b64": [fixture_b64("garment-shirt-red-stripes.png")],
+        "wait": False,
+        **extra,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -19,8 +19,8 @@ import aiohttp
 import asyncpg
 from PIL import Image
 
-from tests.gateway.test_processes import Processes, call, processes, wait_ready
-from tests.support.gateway import ADMIN_TOKEN, free_port
+from tests.gateway.test_processes import Processes, new_test_key, processes, wait_ready
+from tests.support.gateway import free_port
 
 __all__ = ["processes"]  # the fixture, shared with test_processes
 
@@ -50,18 +50,13 @@ async def test_five_thousand_held_waits_are_each_answered_with_their_own_finishe
         "serve", "--port", str(port), TRYON_SYNC_WAIT_SECONDS="900", TRYON_RATE_LIMIT_PER_MIN="1000000"
     )
     await wait_ready(http, base, serve)
-    _, account = await call(
-        http, "POST", base + "/admin/accounts", ADMIN_TOKEN, {"name": "Many", "dialect": "fitinview"}
-    )
-    _, key = await call(
-        http, "POST", f"{base}/admin/accounts/{account['id']}/keys", ADMIN_TOKEN, {"mode": "test"}
-    )
+    key = await new_test_key(http, base, "Many")
     body = {
         "person_image_b64": _png_b64((200, 150, 120)),
         "garment_images_b64": [_png_b64((30, 60, 200))],
         "wait": True,
     }
-    headers = {"Authorization": f"Bearer {key['key']}"}
+    headers = {"Authorization": f"Bearer {key}"}
     database = await asyncpg.connect(processes.env["TRYON_DATABASE_URL"])
     # One connection per held request: no pool limit, no client timeout but the test's own.
     connector = aiohttp.TCPConnector(limit=0)
