@@ -1,9 +1,10 @@
 """Rates at size: polls and submits with 1,000,000 jobs and 2,000,000 ledger entries already stored.
 
 A second database is filled by :func:`bench.admin_at_size.fill` (3,000 accounts with a skewed size
-mix, ``generate_series`` rows, ``ANALYZE``), is vacuumed and checkpointed (:func:`_settle`), then
-gets this run's customers and its own ``serve``, and the poll and submit measurements of
-:mod:`bench.gateway_paths` run again, with the same load. Right before, the run's empty database
+mix, ``generate_series`` rows, ``ANALYZE``), is vacuumed and checkpointed
+(:func:`_vacuum_and_checkpoint`), then gets this run's customers and its own ``serve``, and the
+poll and submit measurements of :mod:`bench.gateway_paths` run again, with the same load. Right
+before, the run's empty database
 is measured again the same way, and each at-size rate is compared with that (within 15 % is the
 target); without it (``measure(empty=None)``), with the ``poll`` and ``submit`` sections' figures.
 """
@@ -31,7 +32,7 @@ TARGET = 0.85
 FILL_ACCOUNTS = 3000
 
 
-async def _settle(database_url: str) -> None:
+async def _vacuum_and_checkpoint(database_url: str) -> None:
     """Leave the filled database as months of traffic would: vacuumed and checkpointed.
 
     Straight after a bulk fill, autovacuum's insert threshold starts vacuuming the 3,000,000 new
@@ -104,7 +105,7 @@ def measure(
         f"{counts['jobs']:,} jobs, {counts['ledger_entries']:,} entries, {counts['accounts']:,} accounts",
     )
     started = time.monotonic()
-    asyncio.run(_settle(database_url))
+    asyncio.run(_vacuum_and_checkpoint(database_url))
     run.add("history", "settle", time.monotonic() - started, "s", "VACUUM (ANALYZE), then CHECKPOINT")
     env = gateway_env(services.endpoints, database_url, new_namespace())
     world = asyncio.run(make_world(Settings.from_env(env), accounts=accounts))
